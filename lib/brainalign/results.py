@@ -1,0 +1,184 @@
+"""Parameter validation, reproduction checks and the results json of every notebook.
+
+Each notebook validates its parameters first (``validate``), records checks as
+it goes (``Report.check``: a claim, what was expected, what was observed,
+whether it passed) and ends by writing ``book/_run/<notebook>.json``, which the
+book's reproduction ledger collects (``ledger_markdown``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+from .cache import atomic_write
+
+__all__ = ["check_parameters", "check_choice", "Report", "ledger_markdown", "peak_memory_mb"]
+
+
+def check_choice(name: str, value, valid: Iterable) -> None:
+    """Raise a ValueError naming ``value`` and the valid choices unless ``value`` is one of them."""
+    valid = list(valid)
+    if value not in valid:
+        raise ValueError(f"unknown {name} {value!r}; valid: {valid}")
+
+
+_IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+
+
+def check_parameters(namespace: Mapping, names: Iterable[str]) -> dict:
+    """The notebook's parameters, after checking that no unknown one was injected.
+
+    Call it in the first cell after the ``parameters`` cell, before any other
+    name is defined, with ``globals()`` and the names of the parameters cell.
+    papermill injects a mistyped ``-p NAME VALUE`` as a new variable; any
+    public data variable other than the known parameters is such a name.
+
+    Returns
+    -------
+    dict : parameter name -> value.
+    """
+    from types import ModuleType
+
+    names = list(names)
+    missing = [n for n in names if n not in namespace]
+    if missing:
+        raise ValueError(f"parameters {missing} are not defined; the parameters cell defines {names}")
+    unknown = sorted(
+        n for n, v in namespace.items()
+        if not n.startswith("_") and n not in names and n not in _IPYTHON_NAMES
+        and not callable(v) and not isinstance(v, ModuleType)
+    )
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; valid parameters: {sorted(names)}")
+    return {n: namespace[n] for n in names}
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process (MB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024.0 if sys.platform != "darwin" else peak / 2**20
+
+
+def _jsonable(value):
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class Report:
+    """The results of one notebook run: parameters, checks, and run facts.
+
+    Parameters
+    ----------
+    notebook : str
+        Notebook name, e.g. ``"00_quickstart"``.
+    params : mapping
+        The parameters the notebook ran with.
+    dataset : str
+    simulated : bool
+        Whether the data are simulated (every table and figure says so).
+    """
+
+    def __init__(self, notebook: str, params: Mapping, dataset: str, simulated: bool):
+        self.notebook = notebook
+        self.params = dict(params)
+        self.dataset = dataset
+        self.simulated = bool(simulated)
+        self.checks: list[dict] = []
+        self.tables: dict[str, list] = {}
+        self._start = time.time()
+
+    def check(self, claim: str, expected: str, observed, passed: bool, paper: str | None = None) -> bool:
+        """Record a check; ``paper`` is what the study reports for the same claim, if anything."""
+        row = {"claim": claim, "expected": expected, "observed": _jsonable(observed), "passed": bool(passed)}
+        if paper:
+            row["paper"] = paper
+        self.checks.append(row)
+        mark = "PASS" if passed else "FAIL"
+        print(f"[{mark}] {claim}: expected {expected}; observed {row['observed']}")
+        return bool(passed)
+
+    def table(self, name: str, frame) -> None:
+        """Attach a small table (a DataFrame) to the results json."""
+        self.tables[name] = _jsonable(frame.to_dict(orient="records"))
+
+    def as_dict(self) -> dict:
+        import importlib.metadata as md
+
+        versions = {}
+        for pkg in ("brainalign", "numpy", "torch", "transformers", "himalaya", "scikit-learn", "nilearn"):
+            try:
+                versions[pkg] = md.version(pkg)
+            except md.PackageNotFoundError:
+                pass
+        return {
+            "notebook": self.notebook,
+            "parameters": _jsonable(self.params),
+            "dataset": self.dataset,
+            "simulated": self.simulated,
+            "runtime_s": round(time.time() - self._start, 1),
+            "peak_memory_mb": round(peak_memory_mb(), 1),
+            "versions": versions,
+            "python": platform.python_version(),
+            "checks": self.checks,
+            "tables": self.tables,
+            "all_passed": all(c["passed"] for c in self.checks),
+        }
+
+    def write(self, out_dir: str | os.PathLike) -> Path:
+        """Write ``<out_dir>/<notebook>.json`` atomically; returns its path."""
+        path = Path(out_dir) / f"{self.notebook}.json"
+        text = json.dumps(self.as_dict(), indent=1)
+        return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def ledger_markdown(run_dir: str | os.PathLike) -> str:
+    """The reproduction ledger page: every check of every ``<run_dir>/*.json``, as markdown."""
+    lines = [
+        "# Reproduction ledger",
+        "",
+        "Every notebook ends by checking what it reproduced. This page collects those checks from "
+        "the last executed run of each notebook. Rows marked *simulated* ran on the simulated cohort: "
+        "they show that each method recovers what was planted, not what the brain does.",
+        "",
+    ]
+    runs = sorted(Path(run_dir).glob("*.json"))
+    if not runs:
+        lines.append("*No notebook has been executed yet: run `make run`.*")
+    for path in runs:
+        r = json.loads(path.read_text())
+        data = f"{r['dataset']} ({'simulated' if r['simulated'] else 'real data'})"
+        passed = sum(c["passed"] for c in r["checks"])
+        lines += [
+            f"## {r['notebook']}",
+            "",
+            f"Dataset: {data}. Parameters: `{json.dumps(r['parameters'])}`. "
+            f"Runtime {r['runtime_s']} s, peak memory {r['peak_memory_mb']:.0f} MB. "
+            f"**{passed} of {len(r['checks'])} checks passed.**",
+            "",
+            "| claim | expected | observed | paper | passed |",
+            "|---|---|---|---|---|",
+        ]
+        for c in r["checks"]:
+            observed = c["observed"]
+            if isinstance(observed, float):
+                observed = f"{observed:.3g}"
+            cells = [c["claim"], c["expected"], str(observed), c.get("paper", ""), "yes" if c["passed"] else "**no**"]
+            lines.append("| " + " | ".join(str(x).replace("|", "/") for x in cells) + " |")
+        lines.append("")
+    return "\n".join(lines)

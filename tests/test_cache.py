@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+
+from brainalign import cache as cache_mod
+from brainalign.cache import Cache, digest
+
+
+def test_digest_is_stable_and_sensitive():
+    a = {"x": [1, 2, 3], "y": np.arange(4.0), "z": "text"}
+    b = {"z": "text", "y": np.arange(4.0), "x": [1, 2, 3]}  # same content, other order
+    assert digest(a) == digest(b)
+    assert digest(a) != digest({**a, "y": np.arange(4.0) + 1e-9})
+    assert digest([1, 2]) != digest([2, 1])
+    with pytest.raises(TypeError):
+        digest(object())
+
+
+def test_miss_then_hit(tmp_path):
+    c = Cache(tmp_path)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"a": np.arange(5), "b": np.eye(2)}
+
+    first = c.memoize("step", 1, {"p": 1}, compute)
+    second = c.memoize("step", 1, {"p": 1}, compute)
+    assert len(calls) == 1
+    np.testing.assert_array_equal(first["a"], second["a"])
+    c.memoize("step", 2, {"p": 1}, compute)  # a new step version is a miss
+    c.memoize("step", 1, {"p": 2}, compute)  # new parameters are a miss
+    assert len(calls) == 3
+
+
+def test_corrupt_entry_is_recomputed(tmp_path):
+    c = Cache(tmp_path)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"a": np.arange(1000)}
+
+    c.memoize("step", 1, {}, compute)
+    entry = next((tmp_path / "step").glob("*.npz"))
+    data = entry.read_bytes()
+    entry.write_bytes(data[: len(data) // 2])  # truncated
+    out = c.memoize("step", 1, {}, compute)
+    assert len(calls) == 2
+    np.testing.assert_array_equal(out["a"], np.arange(1000))
+    # a flipped byte that keeps the file readable is caught by the checksum
+    data = bytearray(entry.read_bytes())
+    data[-30] ^= 0xFF
+    entry.write_bytes(bytes(data))
+    c.memoize("step", 1, {}, compute)
+    assert len(calls) == 3
+
+
+def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
+    c = Cache(tmp_path)
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cache_mod.np, "savez", boom)
+    with pytest.raises(KeyboardInterrupt):
+        c.put("step", "k", {"a": np.arange(3)})
+    assert not any(p.is_file() for p in tmp_path.rglob("*"))
+
+
+def test_folder_built_once_and_rebuilt_when_damaged(tmp_path):
+    c = Cache(tmp_path)
+    builds = []
+
+    def build(d):
+        builds.append(1)
+        (d / "w.bin").write_bytes(b"x" * 100)
+
+    p1 = c.folder("models", "key", build)
+    p2 = c.folder("models", "key", build)
+    assert p1 == p2 and len(builds) == 1
+    (p1 / "w.bin").write_bytes(b"x" * 10)  # truncated weights
+    c.folder("models", "key", build)
+    assert len(builds) == 2 and (p1 / "w.bin").stat().st_size == 100
+
+
+def test_failed_build_leaves_no_folder(tmp_path):
+    c = Cache(tmp_path)
+
+    def build(d):
+        (d / "partial").write_text("half")
+        raise RuntimeError("conversion failed")
+
+    with pytest.raises(RuntimeError):
+        c.folder("models", "key", build)
+    assert not (tmp_path / "models" / "key").exists()
+    assert list((tmp_path / "models").iterdir()) == []

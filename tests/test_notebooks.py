@@ -1,0 +1,43 @@
+"""Every notebook of notebooks/runs.yml, executed in its smoke set; bad parameters stop it at once."""
+
+import json
+
+import papermill as pm
+import pytest
+
+from brainalign.cli import load_runs, run_notebook
+
+RUNS = load_runs()
+
+
+@pytest.mark.parametrize("study", sorted(RUNS))
+def test_notebook_smoke(study, tmp_path):
+    path = run_notebook(study, "smoke", out_dir=tmp_path, progress=False)
+    assert path.exists()
+    result = json.loads((tmp_path / f"{study}.json").read_text())
+    assert result["simulated"] is True
+    assert result["checks"], "a notebook must check what it reproduced"
+    failed = [c for c in result["checks"] if not c["passed"]]
+    assert not failed, failed
+
+
+def test_unknown_parameter_name_fails_before_running(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['layr'\].*valid parameters"):
+        run_notebook("00_quickstart", "smoke", {"layr": 3}, out_dir=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_unknown_values_stop_the_first_cells(tmp_path):
+    for name, value, message in [("model", "gpt-5", "unknown model 'gpt-5'"),
+                                 ("dataset", "nope", "unknown dataset 'nope'"),
+                                 ("layers", [0, 99], "unknown layer 99")]:
+        with pytest.raises(pm.PapermillExecutionError, match=message):
+            run_notebook("00_quickstart", "smoke", {name: value}, out_dir=tmp_path, progress=False)
+    assert not (tmp_path / "00_quickstart.ipynb").exists()
+
+
+def test_unknown_set_and_study():
+    with pytest.raises(ValueError, match="unknown parameter set 'fast'"):
+        run_notebook("00_quickstart", "fast")
+    with pytest.raises(ValueError, match="unknown study '99_nope'"):
+        run_notebook("99_nope")

@@ -1,0 +1,33 @@
+import json
+
+import pytest
+
+from brainalign.results import Report, check_choice, check_parameters, ledger_markdown
+
+
+def test_check_choice_names_value_and_valid():
+    check_choice("model", "a", ["a", "b"])
+    with pytest.raises(ValueError, match=r"'c'.*\['a', 'b'\]"):
+        check_choice("model", "c", ["a", "b"])
+
+
+def test_check_parameters_catches_injected_typo():
+    namespace = {"dataset": "simulated", "layer": 3, "np": __import__("numpy"), "In": [], "_x": 1}
+    assert check_parameters(namespace, ["dataset", "layer"]) == {"dataset": "simulated", "layer": 3}
+    with pytest.raises(ValueError, match="unknown parameter.*'layr'.*valid parameters"):
+        check_parameters({**namespace, "layr": 4}, ["dataset", "layer"])
+    with pytest.raises(ValueError, match="not defined"):
+        check_parameters({"dataset": "x"}, ["dataset", "layer"])
+
+
+def test_report_json_and_ledger(tmp_path):
+    r = Report("00_test", {"seed": 0}, "simulated", True)
+    r.check("a planted effect is found", "r > 0.1", 0.3, True)
+    r.check("the null is flat", "|r| < 0.02", 0.05, False, paper="n/a")
+    path = r.write(tmp_path)
+    data = json.loads(path.read_text())
+    assert data["simulated"] is True and data["all_passed"] is False
+    assert {"claim", "expected", "observed", "passed"} <= set(data["checks"][0])
+    assert data["peak_memory_mb"] > 0 and "numpy" in data["versions"]
+    page = ledger_markdown(tmp_path)
+    assert "00_test" in page and "1 of 2 checks passed" in page and "**no**" in page
