@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from . import config
-from .cache import Cache, digest
+from .cache import digest
 
 __all__ = ["generate", "cohort_root", "ROI_GROUPS", "ROI_SOURCES", "EV_MEDIAN", "GENERATOR"]
 
@@ -120,12 +120,15 @@ def _speak(stories: list[str]) -> dict:
     return out
 
 
-def _generator_states(words: list[str], seed: int) -> np.ndarray:
-    """Per-word hidden states of the generator model over the whole story, (n_words, dim)."""
+def _generator_states(stories: dict[str, list[str]]) -> dict[str, np.ndarray]:
+    """Per-word hidden states of the generator model, each story read whole: story -> (n_words, dim)."""
     from .features import sequence_word_features
+    from .models import load_model
 
-    feats = sequence_word_features(GENERATOR, words, layers=[GENERATOR_LAYER])
-    return feats[0]
+    lm = load_model(GENERATOR)
+    out = {s: sequence_word_features(lm, words, layers=[GENERATOR_LAYER])[0] for s, words in stories.items()}
+    del lm
+    return out
 
 
 def _lanczos(values: np.ndarray, times: np.ndarray, grid: np.ndarray) -> np.ndarray:
@@ -155,7 +158,7 @@ def _sources(speech: dict, seed: int) -> dict[str, dict[str, np.ndarray]]:
     values, freq = np.unique(all_tc, return_counts=True)
     top_classes = list(values[np.argsort(-freq, kind="stable")][: N_TOP_CONSTITUENTS - 1])
 
-    semantic = {s: _generator_states(words[s], seed) for s in stories}
+    semantic = _generator_states(words)
     stacked = np.concatenate(list(semantic.values()))
     mean = stacked.mean(0)
     _, _, vt = np.linalg.svd(stacked - mean, full_matrices=False)

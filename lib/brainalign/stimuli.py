@@ -1,0 +1,690 @@
+"""Stimuli: word timings, resampling to TRs, HRFs and synthetic speech.
+
+Word timings come from Praat TextGrids (OpenNeuro ds003020), from the gentle
+``align.csv`` files of Narratives, or from :func:`synthesize_speech`, which
+speaks a text with espeak-ng and reports when each word was said. Features
+sampled at word times are brought onto the fMRI grid with
+:func:`lanczos_resample`, delayed with :func:`make_delayed` or convolved with
+the canonical HRF (:func:`convolve_hrf`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import ctypes
+import functools
+import html
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import signal, stats
+
+from .cache import atomic_write
+
+__all__ = [
+    "NONWORDS",
+    "Speech",
+    "audio_envelope",
+    "convolve_hrf",
+    "hrf",
+    "lanczos_resample",
+    "make_delayed",
+    "read_align_csv",
+    "read_textgrid",
+    "synthesize_speech",
+    "tr_times",
+    "write_textgrid",
+]
+
+#: Labels of silences, breaths, laughs and noises in forced alignments (compare lowercased, stripped).
+NONWORDS: frozenset[str] = frozenset(
+    {"sp", "sil", "br", "lg", "ls", "ns", "sentence_start", "sentence_end",
+     "{sp}", "{sil}", "{br}", "{lg}", "{ls}", "{ns}", ""}
+)
+
+_WORD_COLUMNS = ["word", "onset", "offset"]
+
+
+# -- word timings from files ---------------------------------------------------
+def _tier_key(name: str) -> str:
+    """A tier name folded so that "Words", "word" and "words" compare equal."""
+    name = name.strip().lower()
+    return name.removesuffix("s")
+
+
+def read_textgrid(path: str | os.PathLike, tier: str | int = "words") -> pd.DataFrame:
+    """Read the intervals of one tier of a Praat TextGrid.
+
+    Parameters
+    ----------
+    path : path
+        The TextGrid file (short or long format).
+    tier : str or int
+        The tier's name (case-insensitive, singular or plural: "words" finds a
+        tier called "word") or its index. In ds003020, tier 0 is the phones and
+        tier 1 the words.
+
+    Returns
+    -------
+    DataFrame with columns ``word`` (str), ``onset`` and ``offset`` (float
+    seconds), sorted by onset; intervals labelled with a :data:`NONWORDS`
+    label (silences, breaths, noises) are dropped.
+    """
+    from praatio import textgrid
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"TextGrid not found: {path}")
+    try:
+        tg = textgrid.openTextgrid(str(path), includeEmptyIntervals=False)
+    except Exception as err:  # praatio raises many kinds of errors on bad files
+        raise ValueError(f"{path} is not a readable TextGrid: {err}") from err
+    names = list(tg.tierNames)
+    if isinstance(tier, (int, np.integer)):
+        if not -len(names) <= tier < len(names):
+            raise ValueError(f"tier index {tier} is out of range for {path}, which has tiers {names}")
+        name = names[tier]
+    else:
+        matches = [n for n in names if _tier_key(n) == _tier_key(str(tier))]
+        if not matches:
+            raise ValueError(f"no tier {tier!r} in {path}; its tiers are {names}")
+        name = matches[0]
+    entries = tg.getTier(name).entries
+    if entries and len(entries[0]) != 3:
+        raise ValueError(f"tier {name!r} of {path} is a point tier, not an interval tier")
+    rows = [(label.strip(), float(start), float(end)) for start, end, label in entries
+            if label.strip().lower() not in NONWORDS]
+    frame = pd.DataFrame(rows, columns=_WORD_COLUMNS).astype({"word": str, "onset": float, "offset": float})
+    return frame.sort_values("onset", kind="stable").reset_index(drop=True)
+
+
+def _intervals(frame: pd.DataFrame | None, label: str) -> list[tuple[float, float, str]]:
+    if frame is None:
+        return []
+    missing = {label, "onset", "offset"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"the {label}s table lacks columns {sorted(missing)}; it has {list(frame.columns)}")
+    return [(float(a), float(b), str(w)) for w, a, b in zip(frame[label], frame["onset"], frame["offset"])]
+
+
+def write_textgrid(
+    path: str | os.PathLike,
+    words: pd.DataFrame,
+    phones: pd.DataFrame | None = None,
+    duration: float | None = None,
+) -> Path:
+    """Write word (and phone) timings as a long-format Praat TextGrid.
+
+    The layout follows ds003020: tier 0 "phones", tier 1 "words", so
+    :func:`read_textgrid` reads the file back.
+
+    Parameters
+    ----------
+    path : path
+        Where to write (atomically).
+    words : DataFrame with columns ``word, onset, offset``
+        Intervals must not overlap and must have positive length.
+    phones : DataFrame with columns ``phone, onset, offset``, optional
+        The phone tier is left empty when None.
+    duration : float, optional
+        The end time of the grid (default: the last offset).
+
+    Returns
+    -------
+    The path written.
+    """
+    from praatio import textgrid
+
+    word_entries = _intervals(words, "word")
+    phone_entries = _intervals(phones, "phone")
+    last = max([end for _, end, _ in word_entries + phone_entries], default=0.0)
+    end = last if duration is None else float(duration)
+    if end < last or end <= 0:
+        raise ValueError(f"duration={duration} must be positive and cover the last offset ({last})")
+    tg = textgrid.Textgrid()
+    try:
+        for name, entries in (("phones", phone_entries), ("words", word_entries)):
+            tg.addTier(textgrid.IntervalTier(name, entries, 0.0, end))
+    except Exception as err:  # praatio's TextgridStateError and friends
+        raise ValueError(f"cannot write the {name} tier to {path}: {err}") from err
+    return atomic_write(path, lambda tmp: tg.save(str(tmp), format="long_textgrid", includeBlankSpaces=True))
+
+
+def read_align_csv(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a gentle forced alignment (the ``align.csv`` files of Narratives).
+
+    The file has no header and four columns: the transcript word, the word
+    gentle aligned, its onset and its offset in seconds; words gentle could not
+    align have empty times.
+
+    Parameters
+    ----------
+    path : path
+        The ``align.csv`` file.
+
+    Returns
+    -------
+    DataFrame with columns ``word`` (the transcript word, column 0), ``onset``
+    and ``offset`` (float seconds), one row per line of the file. Missing times
+    are filled by linear interpolation over the word index between the nearest
+    aligned words before and after (onsets and offsets separately); unaligned
+    words before the first or after the last aligned word take that word's
+    times.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"alignment file not found: {path}")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [row + [""] * (4 - len(row)) for row in csv.reader(f) if row]
+    if not rows:
+        raise ValueError(f"{path} has no words")
+
+    def seconds(text: str, line: int) -> float:
+        try:
+            return float(text) if text.strip() else np.nan
+        except ValueError:
+            raise ValueError(f"{path} line {line}: time {text!r} is not a number") from None
+
+    words = [row[0] for row in rows]
+    onset = np.array([seconds(row[2], i + 1) for i, row in enumerate(rows)])
+    offset = np.array([seconds(row[3], i + 1) for i, row in enumerate(rows)])
+    known = ~(np.isnan(onset) | np.isnan(offset))
+    if not known.any():
+        raise ValueError(f"{path}: no word is aligned")
+    index = np.arange(len(rows))
+    onset = np.interp(index, index[known], onset[known])
+    offset = np.interp(index, index[known], offset[known])
+    return pd.DataFrame({"word": words, "onset": onset, "offset": offset})
+
+
+# -- resampling to the fMRI grid ------------------------------------------------
+def tr_times(n_trs: int, tr: float, start: float = 0.0) -> np.ndarray:
+    """The acquisition times of ``n_trs`` volumes.
+
+    Returns
+    -------
+    times : array of shape (n_trs,)
+        ``start + tr * arange(n_trs)``, float64 seconds.
+    """
+    if int(n_trs) != n_trs or n_trs < 0:
+        raise ValueError(f"n_trs={n_trs} must be a non-negative integer")
+    if not tr > 0:
+        raise ValueError(f"tr={tr} must be positive")
+    return float(start) + float(tr) * np.arange(int(n_trs), dtype=np.float64)
+
+
+def lanczos_resample(
+    values: np.ndarray,
+    times: np.ndarray,
+    new_times: np.ndarray,
+    window: int = 3,
+    cutoff_mult: float = 1.0,
+) -> np.ndarray:
+    """Resample values given at irregular times onto new times with a Lanczos filter.
+
+    As in the Huth lab's ``lanczosinterp2D``: with ``f = cutoff_mult /
+    mean(diff(new_times))`` (the sampling rate of the new grid), the kernel is
+    ``L(t) = sinc(f t) * sinc(f t / window)`` for ``|f t| <= window`` and 0
+    beyond (normalised sinc), i.e. the Lanczos kernel of order ``window`` in
+    units of the new sampling period, low-passing at the new grid's Nyquist
+    frequency. The output is the plain sum ``out[j] = sum_i L(new_times[j] -
+    times[i]) * values[i]``, not normalised by the density of ``times``: ones
+    at ``r`` events per second give about ``r / f`` (events per new sample).
+
+    Parameters
+    ----------
+    values : array of shape (n_old, n_features) or (n_old,)
+        A 1-D array is treated as one feature.
+    times : array of shape (n_old,)
+        When each row of ``values`` happened, in seconds.
+    new_times : array of shape (n_new,)
+        Where to sample, in seconds (at least two, increasing on average).
+    window : int
+        The order of the Lanczos kernel (lobes on each side).
+    cutoff_mult : float
+        Scales the cutoff frequency.
+
+    Returns
+    -------
+    resampled : array of shape (n_new, n_features)
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 1:
+        values = values[:, None]
+    times = np.asarray(times, dtype=np.float64)
+    new_times = np.asarray(new_times, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"values must be 1-D or 2-D, got shape {values.shape}")
+    if times.ndim != 1 or len(times) != len(values):
+        raise ValueError(f"times has shape {times.shape}; it must be 1-D with one entry per row of values "
+                         f"({len(values)} rows)")
+    if new_times.ndim != 1 or len(new_times) < 2:
+        raise ValueError(f"new_times has shape {new_times.shape}; it must be 1-D with at least 2 entries")
+    if int(window) != window or window < 1:
+        raise ValueError(f"window={window} must be a positive integer")
+    if not cutoff_mult > 0:
+        raise ValueError(f"cutoff_mult={cutoff_mult} must be positive")
+    step = np.mean(np.diff(new_times))
+    if not step > 0:
+        raise ValueError("new_times must increase on average")
+    x = (new_times[:, None] - times[None, :]) * (cutoff_mult / step)
+    kernel = np.sinc(x) * np.sinc(x / window)
+    kernel[np.abs(x) > window] = 0.0
+    return kernel @ values
+
+
+def make_delayed(X: np.ndarray, delays: Sequence[int]) -> np.ndarray:
+    """Stack delayed copies of the features (the finite impulse response model).
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features) or (n_samples,)
+        A 1-D array is treated as one feature.
+    delays : sequence of int
+        Delays in samples. A copy delayed by ``d > 0`` holds at row ``t`` the
+        row ``t - d`` of ``X`` (the past), zeros in its first ``d`` rows;
+        ``d < 0`` shifts the other way, zeros in the last ``-d`` rows.
+
+    Returns
+    -------
+    delayed : array of shape (n_samples, n_features * len(delays))
+        The delayed copies side by side, in the order of ``delays``.
+    """
+    X = np.asarray(X)
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim != 2:
+        raise ValueError(f"X must be 1-D or 2-D, got shape {X.shape}")
+    delays = list(delays)
+    if not delays or any(int(d) != d for d in delays):
+        raise ValueError(f"delays={delays} must be a non-empty sequence of integers")
+    n = len(X)
+    copies = []
+    for d in map(int, delays):
+        shifted = np.zeros_like(X)
+        if d >= 0:
+            shifted[d:] = X[: max(n - d, 0)]
+        else:
+            shifted[: max(n + d, 0)] = X[-d:]
+        copies.append(shifted)
+    return np.concatenate(copies, axis=1)
+
+
+def hrf(tr: float, duration: float = 32.0) -> np.ndarray:
+    """The SPM canonical haemodynamic response, sampled every ``tr`` seconds.
+
+    A difference of gamma densities: a response peaking at 5 s (shape 6) minus
+    one sixth of an undershoot peaking at 15 s (shape 16), both with unit
+    scale, sampled at ``0, tr, 2 tr, ...`` up to ``duration`` and normalised to
+    sum 1.
+
+    Returns
+    -------
+    h : array of shape (floor(duration / tr) + 1,)
+    """
+    if not tr > 0:
+        raise ValueError(f"tr={tr} must be positive")
+    if not duration >= tr:
+        raise ValueError(f"duration={duration} must be at least tr={tr}")
+    t = tr * np.arange(int(np.floor(duration / tr + 1e-9)) + 1)
+    h = stats.gamma.pdf(t, 6.0) - stats.gamma.pdf(t, 16.0) / 6.0
+    return h / h.sum()
+
+
+def convolve_hrf(X: np.ndarray, tr: float) -> np.ndarray:
+    """Convolve each column with :func:`hrf` causally, keeping the input length.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features) or (n_samples,)
+        Sampled every ``tr`` seconds.
+    tr : float
+        The sampling period in seconds.
+
+    Returns
+    -------
+    convolved : array of the shape of X
+        ``convolved[t] = sum_k hrf[k] * X[t - k]``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim not in (1, 2):
+        raise ValueError(f"X must be 1-D or 2-D, got shape {X.shape}")
+    return signal.lfilter(hrf(tr), [1.0], X, axis=0)
+
+
+def audio_envelope(audio: np.ndarray, sr: int, times: np.ndarray, window: float = 0.1) -> np.ndarray:
+    """The root-mean-square amplitude of the audio around given times.
+
+    Parameters
+    ----------
+    audio : array of shape (n_samples,)
+    sr : int
+        Its sample rate in Hz.
+    times : array of shape (n_times,)
+        Window centres in seconds.
+    window : float
+        The window length in seconds; the audio counts as 0 outside its extent.
+
+    Returns
+    -------
+    envelope : array of shape (n_times,)
+    """
+    audio = np.asarray(audio, dtype=np.float64)
+    times = np.asarray(times, dtype=np.float64)
+    if audio.ndim != 1:
+        raise ValueError(f"audio must be 1-D (mono), got shape {audio.shape}")
+    if not sr > 0 or not window > 0:
+        raise ValueError(f"sr={sr} and window={window} must be positive")
+    power = np.concatenate([[0.0], np.cumsum(audio**2)])
+    half = window / 2
+    lo = np.clip(np.round((times - half) * sr), 0, len(audio)).astype(int)
+    hi = np.clip(np.round((times + half) * sr), 0, len(audio)).astype(int)
+    return np.sqrt(np.maximum(power[hi] - power[lo], 0.0) / (window * sr))
+
+
+# -- speech synthesis with espeak-ng --------------------------------------------
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_PHONEME_EVENTS = 1
+_POS_CHARACTER = 1
+_CHARS_UTF8 = 1
+_SSML = 0x10
+_RATE, _PITCH = 1, 3
+_EVENT_END_OF_LIST, _EVENT_WORD, _EVENT_MARK, _EVENT_PHONEME = 0, 1, 3, 7
+
+_ESPEAK_LOCK = threading.Lock()
+
+
+class _EventId(ctypes.Union):
+    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
+
+
+class _Event(ctypes.Structure):
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", _EventId),
+    ]
+
+
+class _Voice(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("languages", ctypes.c_char_p),  # priority byte, then the first language
+        ("identifier", ctypes.c_char_p),
+        ("gender", ctypes.c_ubyte),
+        ("age", ctypes.c_ubyte),
+        ("variant", ctypes.c_ubyte),
+        ("xx1", ctypes.c_ubyte),
+        ("score", ctypes.c_int),
+        ("spare", ctypes.c_void_p),
+    ]
+
+
+_SynthCallback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
+
+
+def _espeak_paths() -> tuple[str, str]:
+    try:
+        import espeakng_loader
+    except ImportError as err:
+        raise RuntimeError("speech synthesis needs espeak-ng: pip install espeakng-loader") from err
+    return espeakng_loader.get_library_path(), espeakng_loader.get_data_path()
+
+
+@contextlib.contextmanager
+def _espeak() -> Iterator[tuple[ctypes.CDLL, int, str]]:
+    """A fresh, initialised copy of libespeak-ng, its sample rate and data folder.
+
+    The synthesiser keeps state between utterances in static variables (the
+    pitch flutter phase, the gain control) that neither ``espeak_Terminate``
+    nor a new ``espeak_Initialize`` resets, so the same text speaks slightly
+    differently each time in one process. Loading a private copy of the
+    library for each call starts every utterance from the same state.
+    """
+    import _ctypes
+
+    lib_path, data_path = _espeak_paths()
+    with _ESPEAK_LOCK, tempfile.TemporaryDirectory(prefix="brainalign-espeak-") as tmp:
+        copy = Path(tmp) / Path(lib_path).name
+        try:
+            shutil.copyfile(lib_path, copy)
+            lib = ctypes.CDLL(str(copy))
+        except OSError as err:
+            raise RuntimeError(f"cannot load espeak-ng from {lib_path} ({err}): pip install espeakng-loader") from err
+        try:
+            lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+            lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+            lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+            lib.espeak_ListVoices.argtypes = [ctypes.c_void_p]
+            lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
+            lib.espeak_Synth.argtypes = [
+                ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
+                ctypes.c_uint, ctypes.c_uint, ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p,
+            ]
+            # The data folder itself (or its parent) must be given; otherwise the
+            # library looks in the build machine's install prefix and fails.
+            sr = lib.espeak_Initialize(
+                _AUDIO_OUTPUT_SYNCHRONOUS, 500, data_path.encode(), _INITIALIZE_PHONEME_EVENTS
+            )
+            if sr <= 0:
+                raise RuntimeError(f"espeak-ng failed to initialise with data at {data_path}")
+            try:
+                yield lib, sr, data_path
+            finally:
+                lib.espeak_Terminate()
+        finally:
+            _ctypes.dlclose(lib._handle)
+
+
+@functools.lru_cache(maxsize=1)
+def _voice_names() -> tuple[dict[str, str], dict[str, str]]:
+    """Lowercased voice names -> espeak identifiers, and lowercased variants -> file names."""
+    voices: dict[str, str] = {}
+    with _espeak() as (lib, _, data_path):
+        listed = lib.espeak_ListVoices(None)
+        i = 0
+        while listed[i]:
+            voice = listed[i].contents
+            ident = voice.identifier.decode()
+            voices.setdefault(ident.lower(), ident)
+            voices.setdefault(ident.rsplit("/", 1)[-1].lower(), ident)
+            if voice.languages:
+                voices.setdefault(voice.languages[1:].decode().lower(), ident)
+            i += 1
+    variants = {p.name.lower(): p.name for p in (Path(data_path) / "voices" / "!v").iterdir()}
+    return voices, variants
+
+
+def _resolve_voice(voice: str) -> str:
+    """The espeak identifier (with variant) of a voice name such as "en-us" or "en-gb+f3"."""
+    voices, variants = _voice_names()
+    base, _, variant = voice.strip().partition("+")
+    ident = voices.get(base.lower())
+    if ident is None or (variant and variant.lower() not in variants):
+        english = sorted(k for k in voices if k.startswith("en") and "/" not in k)
+        raise ValueError(
+            f"unknown espeak-ng voice {voice!r}; valid names include {english} "
+            f"(and {len(voices)} names in all, e.g. 'fr', 'de'), optionally with a variant "
+            f"such as '+f3' or '+m3' from {sorted(variants)[:12]}..."
+        )
+    return ident + (f"+{variants[variant.lower()]}" if variant else "")
+
+
+@dataclass
+class Speech:
+    """Synthetic speech and when its words and phones were said.
+
+    Attributes
+    ----------
+    audio : array of shape (n_samples,)
+        float32 waveform in [-1, 1].
+    sr : int
+        Sample rate in Hz.
+    words : DataFrame with columns ``word, onset, offset``
+        One row per token of the text, times in seconds.
+    phones : DataFrame with columns ``phone, onset, offset``
+        espeak-ng phoneme mnemonics (stress marks included), pauses left out.
+    """
+
+    audio: np.ndarray
+    sr: int
+    words: pd.DataFrame
+    phones: pd.DataFrame
+
+    @property
+    def duration(self) -> float:
+        """The length of the audio in seconds."""
+        return len(self.audio) / self.sr
+
+
+def _phone_table(phonemes: list[tuple[int, str]], end_ms: int) -> pd.DataFrame:
+    """Phones from PHONEME events: each lasts until the next; pauses and empty phones dropped."""
+    rows = []
+    for k, (start, name) in enumerate(phonemes):
+        stop = phonemes[k + 1][0] if k + 1 < len(phonemes) else end_ms
+        if not name.startswith("_") and stop > start:
+            rows.append((name, start / 1000, stop / 1000))
+    return pd.DataFrame(rows, columns=["phone", "onset", "offset"]).astype(
+        {"phone": str, "onset": float, "offset": float}
+    )
+
+
+def _word_times(onsets: np.ndarray, phones: pd.DataFrame, end: float) -> tuple[np.ndarray, np.ndarray]:
+    """Onsets and offsets of every token from their own onsets (NaN where espeak gave none).
+
+    Tokens with a time earlier than every later token's are anchors. A token
+    with no time, or one no earlier than the next anchor (espeak folds
+    unstressed words such as "the" into a neighbour), shares the interval of
+    the anchor before it (the first anchor's, at the start). Each anchor's
+    interval runs to the end of its last spoken phone (leaving out a trailing
+    pause) or to the next anchor, and is split evenly among the tokens that
+    share it, so that all intervals have positive length and are in order.
+    """
+    n = len(onsets)
+    anchors: list[int] = []
+    bound = end
+    for i in range(n - 1, -1, -1):
+        if np.isfinite(onsets[i]) and onsets[i] < bound:
+            anchors.append(i)
+            bound = onsets[i]
+    anchors.reverse()
+    if not anchors:  # nothing timed: spread the tokens over the audio
+        edges = np.linspace(0.0, end, n + 1)
+        return edges[:-1], edges[1:]
+    starts = [0] + anchors[1:]  # leading untimed tokens join the first anchor
+    stops = anchors[1:] + [n]
+    on, off = np.empty(n), np.empty(n)
+    phone_on, phone_off = phones["onset"].to_numpy(), phones["offset"].to_numpy()
+    for a, first, last in zip(anchors, starts, stops):
+        t0 = onsets[a]
+        t1 = onsets[last] if last < n else end
+        inside = (phone_on >= t0) & (phone_on < t1)
+        t_end = min(phone_off[inside].max(), t1) if inside.any() else t1
+        edges = np.linspace(t0, t_end, last - first + 1)
+        on[first:last], off[first:last] = edges[:-1], edges[1:]
+    return on, off
+
+
+def synthesize_speech(text: str, voice: str = "en-us", rate: int = 160, pitch: int | None = None) -> Speech:
+    """Speak a text with espeak-ng and time each of its words.
+
+    Tokens are ``text.split()``; each is sent as SSML preceded by a
+    ``<mark/>``. A token's onset is the audio position of espeak's WORD event
+    for it (mapped back through its character position), else of its mark.
+    Marks alone are not enough: espeak drops the mark of a word that follows a
+    full stop, and folds unstressed words ("the", "a") into a neighbour; see
+    ``_word_times`` for how such tokens are placed. Times have a resolution of
+    1 ms. The same arguments always give the same audio.
+
+    Parameters
+    ----------
+    text : str
+        Clean text; punctuation stays attached to the tokens in ``words``.
+    voice : str
+        An espeak-ng voice: a language such as "en-us", "en-gb", "en-gb-x-rp",
+        optionally with a variant, e.g. "en-us+f3", "en-gb+m3".
+    rate : int
+        Speaking rate in words per minute (80 to 450).
+    pitch : int, optional
+        Base pitch, 0 to 100 (espeak's default, 50, when None).
+
+    Returns
+    -------
+    :class:`Speech`, with one row of ``words`` per token.
+    """
+    tokens = text.split()
+    if not tokens:
+        raise ValueError("text has no words to speak")
+    if not 80 <= rate <= 450:
+        raise ValueError(f"rate={rate} must be between 80 and 450 words per minute")
+    if pitch is not None and not 0 <= pitch <= 100:
+        raise ValueError(f"pitch={pitch} must be between 0 and 100")
+    ident = _resolve_voice(voice)
+
+    source, starts = "<speak>", []
+    for i, token in enumerate(tokens):
+        source += f'<mark name="{i}"/>'
+        starts.append(len(source))
+        source += html.escape(token, quote=False) + " "
+    source += "</speak>"
+    starts_arr = np.array(starts)
+
+    chunks: list[np.ndarray] = []
+    word_events: list[tuple[int, int]] = []  # (audio ms, 1-based character position)
+    marks: dict[int, int] = {}
+    phonemes: list[tuple[int, str]] = []
+
+    def collect(wav, n_samples, events) -> int:
+        if n_samples > 0:
+            chunks.append(np.ctypeslib.as_array(wav, shape=(n_samples,)).copy())
+        k = 0
+        while events[k].type != _EVENT_END_OF_LIST:
+            event = events[k]
+            if event.type == _EVENT_WORD:
+                word_events.append((event.audio_position, event.text_position))
+            elif event.type == _EVENT_MARK and event.id.name:
+                marks.setdefault(int(event.id.name), event.audio_position)
+            elif event.type == _EVENT_PHONEME:
+                phonemes.append((event.audio_position, event.id.string.decode("utf-8", "replace")))
+            k += 1
+        return 0
+
+    callback = _SynthCallback(collect)
+    data = source.encode("utf-8") + b"\0"
+    with _espeak() as (lib, sr, _):
+        lib.espeak_SetSynthCallback(callback)
+        if lib.espeak_SetVoiceByName(ident.encode()) != 0:
+            raise ValueError(f"espeak-ng could not load voice {voice!r} ({ident})")
+        lib.espeak_SetParameter(_RATE, int(rate), 0)
+        lib.espeak_SetParameter(_PITCH, 50 if pitch is None else int(pitch), 0)
+        status = lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8 | _SSML, None, None)
+        if status != 0:
+            raise RuntimeError(f"espeak_Synth failed with status {status}")
+
+    audio = (np.concatenate(chunks) if chunks else np.zeros(0, np.int16)).astype(np.float32) / 32768.0
+    end = len(audio) / sr
+    onsets = np.full(len(tokens), np.nan)
+    for ms, position in word_events:
+        k = int(np.searchsorted(starts_arr, position - 1, side="right")) - 1
+        if k >= 0 and np.isnan(onsets[k]):
+            onsets[k] = ms / 1000
+    for k, ms in marks.items():
+        if 0 <= k < len(tokens) and np.isnan(onsets[k]):
+            onsets[k] = ms / 1000
+    phones = _phone_table(phonemes, round(end * 1000))
+    on, off = _word_times(onsets, phones, end)
+    words = pd.DataFrame({"word": tokens, "onset": on, "offset": off})
+    return Speech(audio=audio, sr=int(sr), words=words, phones=phones)

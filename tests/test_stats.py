@@ -1,0 +1,124 @@
+"""Tests of brainalign.stats: block permutation, FDR, Wilcoxon, bootstrap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from brainalign.stats import (
+    block_permutation_test,
+    bootstrap_ci,
+    fdr,
+    wilcoxon_across_subjects,
+)
+from scipy.signal import lfilter
+
+
+def _ar1(rng, shape, phi=0.6):
+    return lfilter([1.0], [1.0, -phi], rng.standard_normal(shape), axis=0)
+
+
+def test_block_permutation_null_false_positive_rate():
+    rng = np.random.default_rng(0)
+    y_true, y_pred = _ar1(rng, (300, 300)), _ar1(rng, (300, 300))
+    r, p = block_permutation_test(y_true, y_pred, block_size=10, n_permutations=1000, seed=0)
+    assert r.shape == p.shape == (300,)
+    rate = (p < 0.05).mean()
+    assert 0.02 <= rate <= 0.09, rate
+    assert p.min() >= 1 / 1001 and p.max() <= 1
+    # shuffling single samples ignores the autocorrelation and gives too many false positives
+    _, p1 = block_permutation_test(y_true, y_pred, block_size=1, n_permutations=1000, seed=0)
+    assert (p1 < 0.05).mean() > rate
+
+
+def test_block_permutation_real_effect_and_1d():
+    rng = np.random.default_rng(1)
+    y_true = _ar1(rng, (305, 3))  # 305: an incomplete tail block
+    y_pred = y_true + 1.5 * _ar1(rng, (305, 3))
+    r, p = block_permutation_test(y_true, y_pred, block_size=10, n_permutations=999, seed=3)
+    assert np.all(r > 0.3) and np.all(p < 0.01)
+    np.testing.assert_allclose(r, [np.corrcoef(y_true[:, j], y_pred[:, j])[0, 1] for j in range(3)])
+    r1, p1 = block_permutation_test(y_true[:, 0], y_pred[:, 0], n_permutations=999, seed=3)
+    assert np.ndim(r1) == 0 and r1 == pytest.approx(r[0]) and p1 == pytest.approx(p[0])
+    # seeded
+    np.testing.assert_array_equal(block_permutation_test(y_true, -y_pred, n_permutations=200, seed=5)[1],
+                                  block_permutation_test(y_true, -y_pred, n_permutations=200, seed=5)[1])
+    assert np.all(block_permutation_test(y_true, -y_pred, n_permutations=200)[1] > 0.9)  # one-sided
+
+
+def test_block_permutation_groups_of_targets():
+    """A group of weak effects is significant as a whole; a group of nulls is not."""
+    rng = np.random.default_rng(4)
+    y_true = _ar1(rng, (200, 60))
+    y_pred = _ar1(rng, (200, 60))
+    y_pred[:, :30] += 0.4 * y_true[:, :30]  # weak effect in the first 30 targets
+    groups = np.zeros((2, 60), bool)
+    groups[0, :30], groups[1, 30:] = True, True
+    r, p = block_permutation_test(y_true, y_pred, n_permutations=500, seed=0, groups=groups)
+    r_each, _ = block_permutation_test(y_true, y_pred, n_permutations=10, seed=0)
+    np.testing.assert_allclose(r, [r_each[:30].mean(), r_each[30:].mean()])
+    assert p[0] < 0.01 and p[1] > 0.05
+    with pytest.raises(ValueError, match="groups"):
+        block_permutation_test(y_true, y_pred, groups=np.zeros((1, 60), bool))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"block_size": 0}, "block_size"), ({"block_size": 400}, "fewer than 2 blocks"), ({"n_permutations": 0}, "n_permutations")],
+)
+def test_block_permutation_bad_args(kwargs, match):
+    y = np.random.default_rng(2).standard_normal((100, 2))
+    with pytest.raises(ValueError, match=match):
+        block_permutation_test(y, y, **kwargs)
+    with pytest.raises(ValueError, match="shape"):
+        block_permutation_test(y, y[:, :1])
+
+
+def test_fdr_matches_hand_computed_bh():
+    p = np.array([0.01, 0.04, 0.03, 0.2, np.nan, 0.005])
+    # sorted finite p: .005 .01 .03 .04 .2 (m = 5); p * m / rank: .025 .025 .05 .05 .2; then running min from the top
+    reject, q = fdr(p, alpha=0.05)
+    np.testing.assert_allclose(q, [0.025, 0.05, 0.05, 0.2, np.nan, 0.025])
+    np.testing.assert_array_equal(reject, [True, True, True, False, False, True])
+    reject, _ = fdr(p, alpha=0.03)
+    np.testing.assert_array_equal(reject, [True, False, False, False, False, True])
+    reject2d, q2d = fdr(p.reshape(2, 3))
+    assert reject2d.shape == q2d.shape == (2, 3)
+    with pytest.raises(ValueError, match="alpha"):
+        fdr(p, alpha=1.5)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        fdr(np.array([0.5, 1.2]))
+
+
+def test_wilcoxon_across_subjects():
+    rng = np.random.default_rng(4)
+    base = rng.standard_normal((8, 3))
+    shifted = base + 0.5 + 0.1 * rng.standard_normal((8, 3))
+    stat, p = wilcoxon_across_subjects(shifted, base)
+    assert stat.shape == p.shape == (3,)
+    assert np.all(p < 0.05)
+    _, p_one = wilcoxon_across_subjects(shifted, base, alternative="greater")
+    _, p_wrong = wilcoxon_across_subjects(shifted, base, alternative="less")
+    assert np.all(p_one < p) and np.all(p_wrong > 0.9)
+    _, p0 = wilcoxon_across_subjects(shifted[:, 0] - base[:, 0])  # against zero
+    assert p0 == pytest.approx(p[0])
+    _, p_null = wilcoxon_across_subjects(rng.standard_normal(8), rng.standard_normal(8))
+    assert p_null > 0.05
+    with pytest.raises(ValueError, match="alternative"):
+        wilcoxon_across_subjects(base, alternative="bigger")
+
+
+def test_bootstrap_ci():
+    rng = np.random.default_rng(5)
+    values = rng.normal(1.0, 1.0, size=(200, 2))
+    low, high = bootstrap_ci(values, n_boot=2000, seed=0)
+    assert low.shape == high.shape == (2,)
+    mean = values.mean(axis=0)
+    assert np.all(low < mean) and np.all(mean < high)
+    half_width = 1.96 * values.std(axis=0, ddof=1) / np.sqrt(200)
+    np.testing.assert_allclose(high - low, 2 * half_width, rtol=0.15)
+    again = bootstrap_ci(values, n_boot=2000, seed=0)
+    np.testing.assert_array_equal(again[0], low)
+    lo, hi = bootstrap_ci(values[:, 0], statistic=np.median, ci=0.5)
+    assert np.ndim(lo) == 0 and lo < np.median(values[:, 0]) < hi
+    with pytest.raises(ValueError, match="ci"):
+        bootstrap_ci(values, ci=95)
