@@ -33,6 +33,10 @@ from pathlib import Path
 import numpy as np
 import sklearn
 import torch
+from scipy.signal import lfilter
+from sklearn.linear_model import Ridge, RidgeCV
+from sklearn.preprocessing import StandardScaler
+
 from brainalign.encoding import (
     DEFAULT_ALPHAS,
     RidgeEncoder,
@@ -40,9 +44,6 @@ from brainalign.encoding import (
     delay_within_runs,
     pearson_r,
 )
-from scipy.signal import lfilter
-from sklearn.linear_model import Ridge, RidgeCV
-from sklearn.preprocessing import StandardScaler
 
 DELAYS = (1, 2, 3, 4)
 N_FOLDS, GAP = 5, 5

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from brainalign import features, models
 
 SENTENCES = [

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
+
 from brainalign import ceiling
 from brainalign.ceiling import (
     cross_subject_ceiling,
@@ -13,7 +15,6 @@ from brainalign.ceiling import (
     max_correlation_mean,
     normalize,
 )
-from threadpoolctl import threadpool_limits
 
 FRACTIONS = np.array([0.05, 0.2, 0.4, 0.6, 0.8])
 

@@ -5,6 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from himalaya.backend import get_backend
+from scipy.signal import lfilter
+from sklearn.linear_model import Ridge
+from threadpoolctl import threadpool_limits
+
 from brainalign import encoding
 from brainalign.encoding import (
     RidgeEncoder,
@@ -13,10 +18,6 @@ from brainalign.encoding import (
     delay_within_runs,
     pearson_r,
 )
-from himalaya.backend import get_backend
-from scipy.signal import lfilter
-from sklearn.linear_model import Ridge
-from threadpoolctl import threadpool_limits
 
 DELAYS = (1, 2, 3, 4)
 
@@ -184,7 +185,8 @@ def test_backends_agree_and_global_backend_is_restored():
 
 @pytest.mark.parametrize(
     ("kwargs", "match"),
-    [({"alphas": [1.0, -1.0]}, "alphas"), ({"dtype": "int8"}, "dtype"), ({"delays": (1.5,)}, "delays"), ({"n_targets_batch": 0}, "n_targets_batch")],
+    [({"alphas": [1.0, -1.0]}, "alphas"), ({"dtype": "int8"}, "dtype"), ({"delays": (1.5,)}, "delays"),
+     ({"n_targets_batch": 0}, "n_targets_batch")],
 )
 def test_encoder_bad_params(kwargs, match):
     rng = np.random.default_rng(5)

@@ -9,6 +9,7 @@ import types
 import numpy as np
 import pytest
 import torch
+
 from brainalign import features, models
 
 TEXT = (

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.signal import lfilter
+
 from brainalign.stats import (
     block_permutation_test,
     bootstrap_ci,
     fdr,
     wilcoxon_across_subjects,
 )
-from scipy.signal import lfilter
 
 
 def _ar1(rng, shape, phi=0.6):

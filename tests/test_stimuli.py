@@ -3,6 +3,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+
 from brainalign.stimuli import (
     NONWORDS,
     audio_envelope,

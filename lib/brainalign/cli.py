@@ -45,6 +45,32 @@ def _parse_value(text: str):
         return text
 
 
+_WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def _tidy(path: Path, root: Path, target: Path) -> None:
+    """Prepare an executed notebook for the book.
+
+    Its input and output paths are recorded relative to the checkout (no
+    machine paths), and progress-bar widgets are dropped: their state is not
+    saved, so they would show as empty bars.
+    """
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if _WIDGET not in o.get("data", {})]
+    meta = nb.metadata.get("papermill", {})
+    meta["output_path"] = str(target)
+    for key in ("input_path", "output_path"):
+        if meta.get(key):
+            p = Path(meta[key]).resolve()
+            meta[key] = str(p.relative_to(root)) if p.is_relative_to(root) else p.name
+    meta.pop("environment_variables", None)
+    nbformat.write(nb, path)
+
+
 def run_notebook(study: str, set_name: str = "default", overrides: dict | None = None,
                  out_dir: Path | None = None, kernel: str | None = None, progress: bool = True) -> Path:
     """Execute ``notebooks/<study>.ipynb`` with papermill into ``book/_run/<study>.ipynb``.
@@ -68,9 +94,10 @@ def run_notebook(study: str, set_name: str = "default", overrides: dict | None =
     unknown = sorted(set(params) - set(known))
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown} for {study}; valid parameters: {sorted(known)}")
-    out_dir = out_dir or root / "book" / "_run"
+    if out_dir is not None:
+        params.setdefault("out_dir", str(Path(out_dir).resolve()))
+    out_dir = Path(out_dir) if out_dir is not None else root / "book" / "_run"
     out_dir.mkdir(parents=True, exist_ok=True)
-    params.setdefault("out_dir", str(out_dir))
     target = out_dir / f"{study}.ipynb"
     tmp = out_dir / f".{study}.running.ipynb"
     try:
@@ -78,6 +105,7 @@ def run_notebook(study: str, set_name: str = "default", overrides: dict | None =
             str(source), str(tmp), parameters=params,
             kernel_name=kernel, cwd=str(root / "notebooks"), progress_bar=progress,
         )
+        _tidy(tmp, root, target)
         tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)

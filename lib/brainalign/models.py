@@ -287,7 +287,9 @@ def _converted_folder(spec: ModelSpec) -> Path:
 
 def _load_folder(folder: Path, kind: Kind, dtype: torch.dtype, **kwargs: Any) -> tuple[Any, torch.nn.Module]:
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # one bar per load clutters notebooks
     auto = AutoModel if kind == "encoder" else AutoModelForCausalLM
     tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
     model = auto.from_pretrained(folder, dtype=dtype, **kwargs)

