@@ -29,10 +29,14 @@ $(STAMP): pyproject.toml
 data: venv
 	$(BIN)/brainalign data simulate
 
-run: data
-	@for nb in $(NOTEBOOKS); do \
-		echo "== $$nb"; $(BIN)/brainalign run $$nb || exit 1; \
-	done
+# a notebook is executed again only when it, its parameter sets or the library changed
+LIBRARY := $(shell find lib -name '*.py' -o -name '*.json' -o -name '*.txt')
+RUNS := $(patsubst %,book/_run/%.ipynb,$(NOTEBOOKS))
+
+run: $(RUNS)
+
+book/_run/%.ipynb: notebooks/%.ipynb notebooks/runs.yml $(LIBRARY) | data
+	$(BIN)/brainalign run $*
 
 $(MATHJAX):
 	rm -rf .mathjax && mkdir -p .mathjax book/assets

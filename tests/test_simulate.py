@@ -69,3 +69,17 @@ def test_ground_truth_shares(cohort):
 def test_same_seed_same_cohort(cohort, tmp_path):
     again = generate(seed=0, root=tmp_path / "again")
     assert fingerprint(again) == fingerprint(cohort.root)
+
+
+def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
+    from brainalign import simulate
+
+    def interrupted(root, seed):
+        (root / "derivative").mkdir()
+        (root / "derivative" / "respdict.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(simulate, "_write_cohort", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        generate(seed=0, root=tmp_path / "cohort")
+    assert list(tmp_path.iterdir()) == []
