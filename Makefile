@@ -9,7 +9,6 @@ STAMP   = $(VENV)/.installed
 NOTEBOOKS := $(basename $(notdir $(wildcard notebooks/[0-9][0-9]_*.ipynb)))
 MATHJAX = book/assets/mathjax/tex-chtml.js
 export PYTHONUNBUFFERED = 1
-export MPLBACKEND = Agg
 export TOKENIZERS_PARALLELISM = false
 
 .PHONY: venv data run book test bench clean

@@ -28,7 +28,7 @@ def _mark_simulated(fig_or_ax, simulated: bool) -> None:
     if not simulated:
         return
     fig = fig_or_ax if isinstance(fig_or_ax, plt.Figure) else fig_or_ax.figure
-    fig.text(0.99, 0.01, "SIMULATED DATA", ha="right", va="bottom", fontsize=8, color="0.45",
+    fig.text(0.99, 0.99, "SIMULATED DATA", ha="right", va="top", fontsize=8, color="0.45",
              fontweight="bold", alpha=0.8)
 
 
@@ -158,7 +158,8 @@ def brain_map(
     finite = np.concatenate([v[np.isfinite(v)] for v in surf.values()])
     if vmax is None:
         vmax = float(np.nanpercentile(np.abs(finite), 99)) if finite.size else 1.0
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.2), subplot_kw={"projection": "3d"})
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.6), subplot_kw={"projection": "3d"})
+    fig.subplots_adjust(left=0.0, right=0.9, bottom=0.0, top=0.85, wspace=-0.05)
     views = [("left", "lateral"), ("left", "medial"), ("right", "medial"), ("right", "lateral")]
     for ax, (hemi, view) in zip(axes, views):
         plotting.plot_surf_stat_map(
@@ -168,7 +169,7 @@ def brain_map(
         )
         ax.set_title(f"{hemi[0].upper()} {view}", fontsize=9)
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(-vmax if symmetric else 0.0, vmax))
-    fig.colorbar(sm, ax=axes, shrink=0.6, pad=0.02)
+    fig.colorbar(sm, cax=fig.add_axes((0.92, 0.2, 0.012, 0.5)))
     fig.suptitle(title, fontweight="bold")
     _mark_simulated(fig, simulated)
     return fig
