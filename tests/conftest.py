@@ -4,6 +4,8 @@
 import os
 
 import pytest
+import torch
+from threadpoolctl import threadpool_limits
 
 os.environ.setdefault("BRAINALIGN_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -16,3 +18,23 @@ def cohort():
     from brainalign.datasets import load_dataset
 
     return load_dataset("simulated", seed=0)
+
+
+@pytest.fixture(scope="module")
+def data_home(tmp_path_factory):
+    """A data home shared by a module's model tests (each GGUF model is converted once per session)."""
+    path = tmp_path_factory.getbasetemp() / "brainalign-data"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BRAINALIGN_DATA", str(path))
+        mp.setenv("BRAINALIGN_OFFLINE", "1")
+        yield path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small problems run fastest on one thread, and multithreaded BLAS on a busy 2-core machine thrashes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(before)

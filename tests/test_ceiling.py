@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from threadpoolctl import threadpool_limits
 
 from brainalign import ceiling
 from brainalign.ceiling import (
@@ -19,14 +17,7 @@ from brainalign.ceiling import (
 FRACTIONS = np.array([0.05, 0.2, 0.4, 0.6, 0.8])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small problems run fastest on one thread, and multithreaded BLAS on a busy 2-core machine thrashes."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _repeats(n_repeats=6, n_samples=1000, n_per_fraction=20, seed=0):

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from himalaya.backend import get_backend
 from scipy.signal import lfilter
 from sklearn.linear_model import Ridge
-from threadpoolctl import threadpool_limits
 
 from brainalign import encoding
 from brainalign.encoding import (
@@ -22,14 +20,7 @@ from brainalign.encoding import (
 DELAYS = (1, 2, 3, 4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small problems run fastest on one thread, and multithreaded BLAS on a busy 2-core machine thrashes."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- pearson_r -----------------------------------------------------------------

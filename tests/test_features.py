@@ -21,14 +21,6 @@ TEXT = (
 WORDS = TEXT.split()
 
 
-@pytest.fixture(scope="module")
-def data_home(tmp_path_factory):
-    """A data home shared by this session's model tests (the SmolLM2 conversion happens once)."""
-    path = tmp_path_factory.getbasetemp() / "brainalign-data"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("BRAINALIGN_DATA", str(path))
-        mp.setenv("BRAINALIGN_OFFLINE", "1")
-        yield path
 
 
 @pytest.fixture(scope="module")
