@@ -37,7 +37,10 @@ import torch
 from . import config
 from .cache import Cache
 
-__all__ = ["MODELS", "LoadedModel", "ModelSpec", "check_available", "convert_gguf", "get_spec", "layer_count", "load_model", "model_names", "revision"]
+__all__ = [
+    "MODELS", "LoadedModel", "ModelSpec", "check_available", "convert_gguf", "get_spec", "layer_count", "load_model",
+    "model_names", "revision",
+]
 
 log = logging.getLogger(__name__)
 
