@@ -179,6 +179,6 @@ def ledger_markdown(run_dir: str | os.PathLike) -> str:
             if isinstance(observed, float):
                 observed = f"{observed:.3g}"
             cells = [c["claim"], c["expected"], str(observed), c.get("paper", ""), "yes" if c["passed"] else "**no**"]
-            lines.append("| " + " | ".join(str(x).replace("|", "/") for x in cells) + " |")
+            lines.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")
         lines.append("")
     return "\n".join(lines)
