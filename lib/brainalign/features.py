@@ -149,20 +149,33 @@ def word_features(
     -------
     ndarray of float32, shape (n_layers_selected, n_words, dim)
     """
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    return _features(
+        "word_features", model, words, layers, {"context": int(context)}, cache,
+        lambda lm, words, layer_list: _batched(lm, words, context, layer_list, int(batch_size)),
+    )
+
+
+def _features(step: str, model: str | LoadedModel, words: Sequence[str], layers: Sequence[int] | None,
+              params: dict, cache: bool, run) -> np.ndarray:
+    """Check the inputs, then ``run(lm, words, layers)`` or read its result from the cache.
+
+    The cache key holds the model's name, revision and dtype, the words, the
+    layers and ``params``; a model given by name is loaded only on a miss.
+    """
     name, rev, dtype, n_hidden = _resolve_model(model)
     words = _check_words(words)
     layer_list = _check_layers(layers, n_hidden)
-    if int(batch_size) < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
 
     def compute() -> dict[str, np.ndarray]:
         lm = model if isinstance(model, LoadedModel) else load_model(model)
-        return {"features": _batched(lm, words, context, layer_list, int(batch_size))}
+        return {"features": run(lm, words, layer_list)}
 
     if not cache:
         return compute()["features"]
-    parts = {"model": name, "revision": rev, "dtype": dtype, "words": words, "context": int(context), "layers": layer_list}
-    return Cache().memoize("word_features", VERSION, parts, compute)["features"]
+    parts = {"model": name, "revision": rev, "dtype": dtype, "words": words, "layers": layer_list, **params}
+    return Cache().memoize(step, VERSION, parts, compute)["features"]
 
 
 def _batched(lm: LoadedModel, words: list[str], context: int, layers: list[int], batch_size: int) -> np.ndarray:
@@ -270,21 +283,12 @@ def sequence_word_features(
     -------
     ndarray of float32, shape (n_layers_selected, n_words, dim)
     """
-    name, rev, dtype, n_hidden = _resolve_model(model)
-    words = _check_words(words)
-    layer_list = _check_layers(layers, n_hidden)
     if max_tokens is not None and int(max_tokens) < 2:
         raise ValueError(f"max_tokens must be >= 2, got {max_tokens!r}")
-
-    def compute() -> dict[str, np.ndarray]:
-        lm = model if isinstance(model, LoadedModel) else load_model(model)
-        return {"features": _whole_story(lm, words, layer_list, max_tokens)}
-
-    if not cache:
-        return compute()["features"]
-    parts = {"model": name, "revision": rev, "dtype": dtype, "words": words, "layers": layer_list,
-             "max_tokens": max_tokens}
-    return Cache().memoize("sequence_word_features", VERSION, parts, compute)["features"]
+    return _features(
+        "sequence_word_features", model, words, layers, {"max_tokens": max_tokens}, cache,
+        lambda lm, words, layer_list: _whole_story(lm, words, layer_list, max_tokens),
+    )
 
 
 def _whole_story(lm: LoadedModel, words: list[str], layers: list[int], max_tokens: int | None) -> np.ndarray:
