@@ -160,13 +160,10 @@ def model_names() -> list[str]:
 
 def _resolve(name: str) -> tuple[ModelSpec, str]:
     """The spec of ``name`` and its source, ``"packaged"`` or ``"hub"``."""
-    if name in MODELS:
-        spec = MODELS[name]
-        return spec, "packaged" if spec.packaged else "hub"
-    for spec in MODELS.values():  # a packaged model asked for by its hub id
-        if spec.hub_id == name:
-            return spec, "packaged" if config.is_offline() else "hub"
-    raise ValueError(f"unknown model {name!r}; valid names: {', '.join(model_names())}")
+    spec = get_spec(name)
+    # a packaged model asked for by its hub id loads the packaged copy only offline
+    packaged = spec.packaged is not None and (name in MODELS or config.is_offline())
+    return spec, "packaged" if packaged else "hub"
 
 
 def get_spec(name: str) -> ModelSpec:
