@@ -1,9 +1,10 @@
 """brainalign: language models and the brain, one library for six studies.
 
 The library is organised by concern (see the book's "The library" page):
-``config``, ``cache``, ``stimuli``, ``linguistics``, ``datasets``, ``simulate``,
-``models``, ``features``, ``encoding``, ``ceiling``, ``stats``, ``plotting``,
-``results``, ``cli``.
+``config``, ``cache``, ``stimuli``, ``linguistics``, ``datasets``, ``fetch``,
+``simulate``, ``models``, ``features``, ``encoding``, ``ceiling``, ``stats``,
+``probing``, ``removal``, ``similarity``, ``controls``, ``attribution``, ``tasks``,
+``plotting``, ``results``, ``cli``.
 """
 
 __version__ = "0.1.0"

@@ -5,7 +5,7 @@
     brainalign run 00_quickstart                  # the default set of runs.yml
     brainalign run 00_quickstart --set smoke      # a named set
     brainalign run 00_quickstart -p layer 4       # override one parameter
-    brainalign data simulate [--seed 0]
+    brainalign data simulate [simulated-movie] [--seed 0]
     brainalign data verify [--seed 0]
     brainalign ledger                              # write book/ledger.md from book/_run/*.json
 """
@@ -112,6 +112,10 @@ def run_notebook(study: str, set_name: str = "default", overrides: dict | None =
     return target
 
 
+#: datasets generated here rather than fetched
+GENERATED = ("simulated", "simulated-movie")
+
+
 def _data(args) -> int:
     """``brainalign data simulate|verify|fetch [DATASET]``."""
     from . import fetch
@@ -119,23 +123,26 @@ def _data(args) -> int:
 
     if args.dataset not in DATASETS:
         raise SystemExit(f"unknown dataset {args.dataset!r}; valid datasets: {sorted(DATASETS)}")
-    if args.dataset == "simulated":
-        from .simulate import fingerprint, generate
+    if args.dataset in GENERATED:
+        from . import simulate
 
         if args.action == "fetch":
-            raise SystemExit("the simulated cohort is generated, not fetched: `brainalign data simulate [--seed 0]`")
+            raise SystemExit(f"the {args.dataset} cohort is generated, not fetched: "
+                             f"`brainalign data simulate {args.dataset} [--seed 0]`")
+        generate, fingerprint = ((simulate.generate, simulate.fingerprint) if args.dataset == "simulated"
+                                 else (simulate.generate_movie, simulate.movie_fingerprint))
         if args.action == "simulate":
             root = generate(seed=args.seed, force=args.force)
-            print(f"simulated cohort (seed {args.seed}) at {root}")
+            print(f"{args.dataset} cohort (seed {args.seed}) at {root}")
         else:  # verify
             from .datasets import load_dataset
 
-            ds = load_dataset("simulated", seed=args.seed)
+            ds = load_dataset(args.dataset, seed=args.seed)
             n = sum(ds.responses(s, r).shape[0] for s in ds.subjects for r in ds.runs)
             print(f"{ds!r}: {n} response rows; fingerprint {fingerprint(ds.root)[:16]}")
         return 0
     if args.action == "simulate":
-        raise SystemExit(f"only the simulated cohort is generated; fetch {args.dataset!r} with "
+        raise SystemExit(f"only the simulated cohorts ({', '.join(GENERATED)}) are generated; fetch {args.dataset!r} with "
                          f"`brainalign data fetch {args.dataset}`")
     try:
         if args.action == "fetch":
@@ -199,9 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     data.add_argument("action", choices=["simulate", "verify", "fetch"])
     data.add_argument("dataset", nargs="?", default="simulated",
-                      help="simulated (default), lebel2023, narratives or neuromod")
-    data.add_argument("--seed", type=int, default=0, help="seed of the simulated cohort")
-    data.add_argument("--force", action="store_true", help="regenerate the simulated cohort")
+                      help="simulated (default), simulated-movie, lebel2023, narratives or neuromod")
+    data.add_argument("--seed", type=int, default=0, help="seed of a simulated cohort")
+    data.add_argument("--force", action="store_true", help="regenerate a simulated cohort")
     data.add_argument("--subjects", nargs="+", default=None, help="subjects to fetch or verify (default: the manifest's)")
     data.add_argument("--runs", nargs="+", default=None, help="runs (stories, tasks, episodes) to fetch or verify")
     data.add_argument("--via", default=None, help="source: openneuro, http or datalad (default: the dataset's first)")

@@ -30,6 +30,41 @@ The cohort is written in the OpenNeuro ds003020 layout (see
 ``brainalign.datasets.DS003020``), with the space, ROIs, split and ground truth
 in ``derivative/brainalign/``. It is deterministic given the seed, generated
 into a temporary folder and renamed when complete.
+
+The movie cohort (:func:`generate_movie`, dataset ``simulated-movie``) has the
+same subjects and space, with the ROIs of ``datasets.MOVIE_ROI_GROUPS`` and TR
+1.49 s as in CNeuroMod. Seven episodes of about 90 s (six train, one test
+presented four times) are built by ``stimuli.make_movie``: shots of 2-5 s of
+natural images that ship with scikit-image and matplotlib, with slow pans and
+zooms (128 x 128 pixels, 5 frames/s), and a dialogue of two speakers (quoted
+speech of *Moby-Dick* chapters 19 and 16, two espeak-ng voices); the face of a
+speaker (the astronaut or Grace Hopper portrait) is on screen in some shots,
+whoever is talking. Sources, through the HRF:
+
+==============  ==============================================================
+ROI             sources (share of the ROI's signal variance)
+==============  ==============================================================
+visual (V1-V4)  Gabor energy 0.8, motion energy 0.2
+MT              motion energy 0.7, Gabor energy 0.3
+auditory        acoustic envelope 0.7, word rate 0.3
+STS             audio-visual speech 0.6, contextual semantics 0.25, envelope 0.15
+TPOJ1           audio-visual speech 0.4, motion energy 0.3, semantics 0.3
+LTC (rest)      contextual semantics 0.6, word rate 0.2, audio-visual speech 0.2
+AG, IFG, MFG,   contextual semantics (IFG also word rate 0.2)
+PCC
+motor           nothing (control)
+==============  ==============================================================
+
+Audio-visual speech is the fraction of each TR during which the speaker whose
+face is on screen is talking. The image features come from the generator's own
+vision model, which no study evaluates: a hand-written V1-like bank of 12
+quadrature Gabor filters (3 spatial frequencies x 4 orientations; energy per
+image quadrant, log-compressed, 12 principal components) and motion energy
+(absolute frame-to-frame change of the grey image and of the Gabor energy, per
+quadrant). Contextual semantics are the story cohort's generator states of the
+dialogue (each episode read whole). The frames are not stored: they are
+rendered from each episode's shot list, and a digest checks that they are the
+frames the responses were simulated from.
 """
 
 from __future__ import annotations
@@ -46,7 +81,8 @@ from . import config
 from .cache import digest
 from .datasets import ROI_GROUPS  # the Glasser ROI groups are defined once, in datasets
 
-__all__ = ["generate", "cohort_root", "ROI_GROUPS", "ROI_SOURCES", "EV_MEDIAN", "GENERATOR"]
+__all__ = ["generate", "cohort_root", "ROI_GROUPS", "ROI_SOURCES", "EV_MEDIAN", "GENERATOR",
+           "generate_movie", "movie_root", "movie_grid", "MOVIE_ROI_SOURCES", "MOVIE_EV_MEDIAN", "MOVIE_SOURCES"]
 
 log = logging.getLogger(__name__)
 
@@ -185,19 +221,23 @@ def _sources(speech: dict, seed: int) -> dict[str, dict[str, np.ndarray]]:
 
 
 # -- space ----------------------------------------------------------------------
-def _space() -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
-    """Vertices (fsLR cortex grayordinate indices), ROI index per vertex, ROI names, hemisphere."""
+def _space(groups: dict[str, tuple[str, ...]] | None = None) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """Vertices (fsLR cortex grayordinate indices), ROI index per vertex, ROI names, hemisphere.
+
+    ``groups`` maps ROI -> Glasser areas (default ``ROI_GROUPS``); ROIs must not share areas.
+    """
     from .datasets import fslr
 
+    groups = ROI_GROUPS if groups is None else groups
     hcp = fslr()
 
     n_cortex = hcp.struct.cortex_right.stop
     vertices = np.arange(0, n_cortex, VERTEX_STRIDE)
     labels = np.asarray(hcp.mmp.map_all)[vertices]
     names = {int(k): str(v) for k, v in hcp.mmp.labels.items()}
-    roi_names = list(ROI_GROUPS) + ["other"]
-    roi_index = np.full(len(vertices), len(ROI_GROUPS), dtype=np.int16)
-    for i, areas in enumerate(ROI_GROUPS.values()):
+    roi_names = list(groups) + ["other"]
+    roi_index = np.full(len(vertices), len(groups), dtype=np.int16)
+    for i, areas in enumerate(groups.values()):
         wanted = {f"{h}_{a}" for h in "LR" for a in areas}
         roi_index[[names.get(int(lab), "") in wanted for lab in labels]] = i
     hemi = (vertices >= hcp.struct.cortex_left.stop).astype(np.int8)  # 0 left, 1 right
@@ -205,10 +245,10 @@ def _space() -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
 
 
 # -- responses --------------------------------------------------------------------
-def _hrf(x: np.ndarray) -> np.ndarray:
+def _hrf(x: np.ndarray, tr: float = TR) -> np.ndarray:
     from .stimuli import convolve_hrf
 
-    return convolve_hrf(x, TR)
+    return convolve_hrf(x, tr)
 
 
 def _ar1(rng: np.random.Generator, shape: tuple[int, ...], rho: float) -> np.ndarray:
@@ -220,42 +260,58 @@ def _ar1(rng: np.random.Generator, shape: tuple[int, ...], rho: float) -> np.nda
     return out
 
 
-def _noise(rng: np.random.Generator, n: int, n_vox: int, loadings: np.ndarray) -> np.ndarray:
+def _noise(rng: np.random.Generator, n: int, n_vox: int, loadings: np.ndarray, tr: float = TR) -> np.ndarray:
     """Unit-variance noise: AR(1) per voxel, shared AR(1) factors, slow cosine drifts."""
     own = _ar1(rng, (n, n_vox), 0.5)
     shared = _ar1(rng, (n, loadings.shape[0]), 0.7) @ loadings
-    t = np.arange(n)[:, None] * TR
+    t = np.arange(n)[:, None] * tr
     periods = rng.uniform(100.0, 300.0, size=(1, 3))
     drift = np.cos(2 * np.pi * t / periods + rng.uniform(0, 2 * np.pi, (1, 3))) @ rng.standard_normal((3, n_vox))
     noise = 0.75 * own / own.std(0) + 0.45 * shared / (shared.std(0) + 1e-8) + 0.35 * drift / (drift.std(0) + 1e-8)
     return noise / noise.std(0)
 
 
-def _signal_weights(seed: int, n_subjects: int, roi_index: np.ndarray, roi_names: list[str], dims: dict) -> list:
-    """Per subject, per source: voxel weights (dims, n_vox), zero where a ROI ignores the source."""
+def _signal_weights(seed: int, n_subjects: int, roi_index: np.ndarray, roi_names: list[str], dims: dict,
+                    sources: tuple[str, ...] = SOURCES, roi_sources: dict | None = None, tag: str = "weights",
+                    positive: tuple[str, ...] = ()) -> list:
+    """Per subject, per source: voxel weights (dims, n_vox), zero where a ROI ignores the source.
+
+    ``roi_sources`` defaults to ``ROI_SOURCES``; ``tag`` keys the random draws; the
+    sources in ``positive`` get non-negative weights (every voxel responds with the same sign).
+    """
+    roi_sources = ROI_SOURCES if roi_sources is None else roi_sources
     n_vox = len(roi_index)
-    shared = {s: config.rng(seed, "weights", s).standard_normal((dims[s], n_vox)) for s in SOURCES}
+    shared = {s: config.rng(seed, tag, s).standard_normal((dims[s], n_vox)) for s in sources}
     out = []
     for k in range(n_subjects):
         subject = {}
-        for s in SOURCES:
-            w = shared[s] + 0.3 * config.rng(seed, "weights", s, k).standard_normal((dims[s], n_vox))
+        for s in sources:
+            w = shared[s] + 0.3 * config.rng(seed, tag, s, k).standard_normal((dims[s], n_vox))
+            if s in positive:
+                w = np.abs(w)
             share = np.zeros(n_vox)
-            for roi, sources in ROI_SOURCES.items():
-                share[roi_index == roi_names.index(roi)] = sources.get(s, 0.0)
+            for roi, planted in roi_sources.items():
+                share[roi_index == roi_names.index(roi)] = planted.get(s, 0.0)
             subject[s] = (w / np.linalg.norm(w, axis=0), share)
         out.append(subject)
     return out
 
 
-def _explainable_variance(seed: int, k: int, roi_index: np.ndarray, roi_names: list[str], hemi: np.ndarray):
-    rng = config.rng(seed, "ev", k)
+def _explainable_variance(seed: int, k: int, roi_index: np.ndarray, roi_names: list[str], hemi: np.ndarray,
+                          ev_median: dict | None = None, lateralized: tuple[str, ...] | None = None, tag: str = "ev"):
+    """Planted explainable variance per voxel of subject ``k``: Beta around the ROI median.
+
+    ``ev_median`` defaults to ``EV_MEDIAN``; the ROIs in ``lateralized`` (default:
+    every ROI but auditory) are weaker in the right hemisphere.
+    """
+    ev_median = EV_MEDIAN if ev_median is None else ev_median
+    rng = config.rng(seed, tag, k)
     ev = np.zeros(len(roi_index))
-    for roi, median in EV_MEDIAN.items():
+    for roi, median in ev_median.items():
         mask = roi_index == roi_names.index(roi)
         conc = 12.0
         ev[mask] = rng.beta(median * conc, (1 - median) * conc, mask.sum())
-        if roi != "auditory":
+        if (roi != "auditory") if lateralized is None else (roi in lateralized):
             ev[mask & (hemi == 1)] *= RIGHT_LANGUAGE_FACTOR
     return ev
 
@@ -349,13 +405,18 @@ def generate(seed: int = 0, root: str | Path | None = None, force: bool = False)
     Path of the cohort folder (ds003020 layout).
     """
     root = Path(root) if root is not None else cohort_root(seed)
-    done = root / "derivative" / "brainalign" / "split.json"
-    if done.exists() and not force:
+    return _atomic_generate(root, Path("derivative") / "brainalign" / "split.json", seed, force,
+                            lambda tmp, sd: _write_cohort(tmp, sd))
+
+
+def _atomic_generate(root: Path, marker: Path, seed: int, force: bool, write) -> Path:
+    """Run ``write(tmp, seed)`` into a temporary sibling of ``root`` and rename it, unless ``root/marker`` exists."""
+    if (root / marker).exists() and not force:
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
     try:
-        _write_cohort(tmp, int(seed))
+        write(tmp, int(seed))
         if root.exists():
             shutil.rmtree(root)
         tmp.rename(root)
@@ -368,3 +429,267 @@ def fingerprint(root: str | Path) -> str:
     """A digest of every response file of a cohort (to check determinism)."""
     root = Path(root)
     return digest([Path(p) for p in sorted((root / "derivative").rglob("*.hf5"))])
+
+
+# == the simulated movie cohort ==================================================
+#: bump when the movie cohort's output changes
+MOVIE_COHORT_VERSION = 1
+MOVIE_TR = 1.49
+MOVIE_FPS = 5.0
+MOVIE_SIZE = 128
+MOVIE_SR = 16000
+MOVIE_SOURCES = ("gabor", "motion", "envelope", "word_rate", "av_speech", "semantic")
+N_GABOR = 12
+
+#: share of each movie ROI's signal variance carried by each source (motor: nothing)
+MOVIE_ROI_SOURCES: dict[str, dict[str, float]] = {
+    "visual": {"gabor": 0.8, "motion": 0.2},
+    "MT": {"motion": 0.7, "gabor": 0.3},
+    "auditory": {"envelope": 0.7, "word_rate": 0.3},
+    "STS": {"av_speech": 0.6, "envelope": 0.15, "semantic": 0.25},
+    "TPOJ1": {"av_speech": 0.4, "motion": 0.3, "semantic": 0.3},
+    "LTC": {"semantic": 0.6, "word_rate": 0.2, "av_speech": 0.2},
+    "AG": {"semantic": 1.0},
+    "IFG": {"semantic": 0.8, "word_rate": 0.2},
+    "MFG": {"semantic": 1.0},
+    "PCC": {"semantic": 1.0},
+}
+#: median explainable variance of one presentation, per movie ROI (motor: 0)
+MOVIE_EV_MEDIAN = {"visual": 0.35, "MT": 0.25, "auditory": 0.30, "STS": 0.22, "TPOJ1": 0.15,
+                   "LTC": 0.15, "AG": 0.12, "IFG": 0.10, "MFG": 0.08, "PCC": 0.10}
+
+
+def movie_manifest() -> dict:
+    from .datasets import read_manifest
+
+    return read_manifest("simulated-movie")
+
+
+def movie_root(seed: int = 0) -> Path:
+    """Where the movie cohort of ``seed`` lives in the data home."""
+    return config.data_home() / "simulated-movie" / f"v{MOVIE_COHORT_VERSION}-seed{int(seed)}"
+
+
+def _episodes(lines, runs: list[str]) -> dict:
+    """Cut the dialogue into ``len(runs)`` contiguous parts with about as many words each."""
+    n_words = np.cumsum([len(str(x).split()) for x in lines["line"]])
+    cuts = np.searchsorted(n_words, n_words[-1] * np.arange(1, len(runs)) / len(runs))
+    bounds = [0, *map(int, cuts), len(lines)]
+    return {run: lines.iloc[a:b].reset_index(drop=True) for run, a, b in zip(runs, bounds[:-1], bounds[1:])}
+
+
+def _gabor_bank(size: int, freqs=(0.06, 0.12, 0.24), n_orient: int = 4) -> np.ndarray:
+    """Quadrature Gabor filters in the Fourier domain: (n_freq * n_orient, size, size), one-sided Gaussians."""
+    f = np.fft.fftfreq(size)
+    fy, fx = np.meshgrid(f, f, indexing="ij")
+    bank = []
+    for f0 in freqs:
+        for k in range(n_orient):
+            theta = np.pi * k / n_orient
+            cx, cy = f0 * np.cos(theta), f0 * np.sin(theta)
+            bank.append(np.exp(-((fx - cx) ** 2 + (fy - cy) ** 2) / (2 * (f0 / 2.5) ** 2)))
+    return np.array(bank)
+
+
+def _visual_energy(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The generator's V1-like vision model: Gabor energy and motion energy of every frame.
+
+    Frames are made grey and halved in resolution (64 x 64 for 128-pixel
+    frames); 12 quadrature Gabor filters (3 spatial frequencies x 4
+    orientations) give local energy ``|I * g|``, averaged in the 4 quadrants
+    (48 values, log-compressed). Motion energy is the mean absolute change
+    from the previous frame of the grey image and of the Gabor energy, per
+    quadrant (8 values; a cut gives a burst, a pan or zoom a steady level).
+
+    Returns
+    -------
+    gabor : array of shape (n_frames, 48)
+    motion : array of shape (n_frames, 8)
+    """
+    grey = frames.astype(np.float32).mean(-1) / 255.0
+    n, h, w = grey.shape
+    grey = grey[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2).mean((2, 4))
+    side = grey.shape[1]
+    bank = _gabor_bank(side)
+    spectrum = np.fft.fft2(grey - grey.mean((1, 2), keepdims=True))
+    energy = np.abs(np.fft.ifft2(spectrum[:, None] * bank[None]))  # (n, n_filters, side, side)
+    half = side // 2
+
+    def quadrants(x: np.ndarray) -> np.ndarray:
+        q = x[..., : half * 2, : half * 2].reshape(*x.shape[:-2], 2, half, 2, half).mean((-3, -1))
+        return q.reshape(len(x), -1)
+
+    gabor = np.log1p(50 * quadrants(energy))
+    d_grey = np.abs(np.diff(grey, axis=0, prepend=grey[:1]))
+    d_energy = np.abs(np.diff(energy, axis=0, prepend=energy[:1])).mean(1)
+    motion = np.concatenate([quadrants(d_grey), quadrants(d_energy)], axis=1)
+    return gabor, motion
+
+
+def _per_tr(values: np.ndarray, times: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Mean of the rows of ``values`` inside each TR window [t, t + MOVIE_TR) (zeros where none)."""
+    from .stimuli import frames_per_tr
+
+    values = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
+    out = np.zeros((len(grid), values.shape[1]))
+    for k, idx in enumerate(frames_per_tr(times, grid, MOVIE_TR)):
+        if len(idx):
+            out[k] = values[idx].mean(0)
+    return out
+
+
+def movie_grid(duration: float) -> np.ndarray:
+    """Start times of the TRs of a movie run lasting ``duration`` s: ``arange(ceil(duration / 1.49)) * 1.49``."""
+    return np.arange(int(np.ceil(duration / MOVIE_TR))) * MOVIE_TR
+
+
+def _movie_sources(movies: dict, seed: int) -> dict[str, dict[str, np.ndarray]]:
+    """Every movie source on every run's TR grid, z-scored across runs: run -> name -> (n_tr, dims)."""
+    from .stimuli import audio_envelope, frames_per_tr, on_screen_at, speaking_at
+
+    runs = list(movies)
+    semantic = _generator_states({r: list(movies[r].words["word"]) for r in runs})
+    stacked = np.concatenate(list(semantic.values()))
+    mean = stacked.mean(0)
+    _, _, vt = np.linalg.svd(stacked - mean, full_matrices=False)
+    pcs = vt[:N_SEMANTIC].T
+
+    out: dict[str, dict[str, np.ndarray]] = {}
+    raw_gabor = {}
+    for r in runs:
+        mv = movies[r]
+        grid = movie_grid(mv.duration)
+        gabor, motion = _visual_energy(mv.frames)
+        raw_gabor[r] = _per_tr(gabor, mv.frame_times, grid)
+        fine = np.arange(0.05, mv.duration, 0.1)
+        env = audio_envelope(mv.audio, mv.sr, fine, window=0.1)
+        talking = speaking_at(mv.words, fine)
+        av = (talking != "") & (talking == on_screen_at(mv.shots, fine))
+        w = mv.words
+        mid = ((w["onset"] + w["offset"]) / 2).to_numpy()
+        onsets = np.sort(w["onset"].to_numpy())
+        out[r] = {
+            "motion": _per_tr(motion, mv.frame_times, grid),
+            "envelope": _per_tr(env, fine, grid),
+            "word_rate": np.array([len(i) for i in frames_per_tr(onsets, grid, MOVIE_TR)], float)[:, None],
+            "av_speech": _per_tr(av.astype(float), fine, grid),
+            "semantic": _lanczos((semantic[r] - mean) @ pcs, mid, grid + MOVIE_TR / 2),
+        }
+    cat = np.concatenate(list(raw_gabor.values()))
+    mu = cat.mean(0)
+    _, _, vt = np.linalg.svd(cat - mu, full_matrices=False)
+    for r in runs:
+        out[r]["gabor"] = (raw_gabor[r] - mu) @ vt[:N_GABOR].T
+    for name in MOVIE_SOURCES:
+        cat = np.concatenate([out[r][name] for r in runs])
+        mu, sd = cat.mean(0), cat.std(0) + 1e-8
+        for r in runs:
+            out[r][name] = ((out[r][name] - mu) / sd).astype(np.float32)
+    return out
+
+
+def _frames_digest(frames: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(frames).tobytes()).hexdigest()
+
+
+def _write_movie_cohort(root: Path, seed: int) -> None:
+    import h5py
+    from scipy.io import wavfile
+
+    from .datasets import LANGUAGE_ROIS, MOVIE_ROI_GROUPS
+    from .stimuli import make_movie, read_dialogue
+
+    m = movie_manifest()
+    runs = m["train"] + m["test"]
+    subjects, test, n_rep = m["subjects"], m["test"][0], int(m["n_repeats"])
+    (root / "stimuli").mkdir(parents=True)
+    (root / "fmri").mkdir()
+    (root / "brainalign").mkdir()
+
+    log.info("building %d movie runs", len(runs))
+    episodes = _episodes(read_dialogue(), runs)
+    movies = {r: make_movie(episodes[r], seed=int(config.rng(seed, "movie-run", r).integers(2**31)),
+                            fps=MOVIE_FPS, size=MOVIE_SIZE, sr=MOVIE_SR) for r in runs}
+    digests = {}
+    for r, mv in movies.items():
+        wavfile.write(root / "stimuli" / f"{r}.wav", mv.sr, (np.clip(mv.audio, -1, 1) * 32767).astype(np.int16))
+        mv.words.to_csv(root / "stimuli" / f"{r}_words.tsv", sep="\t", index=False)
+        mv.lines.to_csv(root / "stimuli" / f"{r}_lines.tsv", sep="\t", index=False)
+        mv.shots.to_csv(root / "stimuli" / f"{r}_shots.tsv", sep="\t", index=False, float_format="%.17g")
+        digests[r] = _frames_digest(mv.frames)
+    sources = _movie_sources(movies, seed)
+
+    vertices, roi_index, roi_names, hemi = _space(MOVIE_ROI_GROUPS)
+    n_vox = len(vertices)
+    dims = {name: sources[runs[0]][name].shape[1] for name in MOVIE_SOURCES}
+    weights = _signal_weights(seed, len(subjects), roi_index, roi_names, dims, MOVIE_SOURCES, MOVIE_ROI_SOURCES,
+                              tag="movie-weights", positive=("envelope", "word_rate", "av_speech"))
+    loadings = config.rng(seed, "movie-noise-loadings").standard_normal((5, n_vox))
+    hrf_sources = {r: {n: _hrf(sources[r][n], MOVIE_TR) for n in MOVIE_SOURCES} for r in runs}
+    ev_all = []
+    for k, subject in enumerate(subjects):
+        ev = _explainable_variance(seed, k, roi_index, roi_names, hemi, MOVIE_EV_MEDIAN,
+                                   lateralized=LANGUAGE_ROIS, tag="movie-ev")
+        ev_all.append(ev)
+        with h5py.File(root / "fmri" / f"{subject}.h5", "w") as f:
+            for r in runs:
+                total = np.zeros((len(hrf_sources[r]["gabor"]), n_vox))
+                for name in MOVIE_SOURCES:
+                    w, share = weights[k][name]
+                    total += np.sqrt(share) * (hrf_sources[r][name] @ w)
+                sig = total / (total.std(0) + 1e-8)
+                reps = n_rep if r == test else 1
+                data = np.empty((reps,) + sig.shape, np.float32)
+                for rep in range(reps):
+                    noise = _noise(config.rng(seed, "movie-noise", subject, r, rep), sig.shape[0], n_vox, loadings,
+                                   tr=MOVIE_TR)
+                    y = np.sqrt(ev) * sig + np.sqrt(1 - ev) * noise
+                    data[rep] = (y - y.mean(0)) / y.std(0)
+                f.create_dataset(r, data=data if r == test else data[0])
+    truth: dict[str, np.ndarray] = {}
+    for r in runs:
+        truth[f"sources/{r}"] = np.concatenate([hrf_sources[r][n] for n in MOVIE_SOURCES], axis=1).astype(np.float32)
+        truth[f"stimulus_sources/{r}"] = np.concatenate([sources[r][n] for n in MOVIE_SOURCES], axis=1)
+    truth["source_names"] = np.array(MOVIE_SOURCES)
+    truth["source_dims"] = np.array([dims[n] for n in MOVIE_SOURCES])
+    truth["ev"] = np.array(ev_all, np.float32)
+    truth["roi_sources"] = np.array(
+        [[MOVIE_ROI_SOURCES.get(r, {}).get(n, 0.0) for n in MOVIE_SOURCES] for r in roi_names], np.float32
+    )
+    truth["roi_names"] = np.array(roi_names)
+    np.savez(root / "brainalign" / "ground_truth.npz", **truth)
+    np.savez(root / "brainalign" / "space.npz", vertices=vertices, roi_index=roi_index,
+             roi_names=np.array(roi_names), hemisphere=hemi)
+    split = {k: m[k] for k in ("version", "train", "test", "subjects", "held_out_subjects", "n_repeats")}
+    split.update(seed=seed, cohort_version=MOVIE_COHORT_VERSION, generator=GENERATOR, simulated=True,
+                 tr=MOVIE_TR, fps=MOVIE_FPS, frame_size=MOVIE_SIZE, sr=MOVIE_SR,
+                 n_trs={r: int(len(movie_grid(movies[r].duration))) for r in runs}, frames_sha256=digests)
+    (root / "brainalign" / "split.json").write_text(json.dumps(split, indent=1))
+
+
+def generate_movie(seed: int = 0, root: str | Path | None = None, force: bool = False) -> Path:
+    """Generate the simulated movie cohort for ``seed`` (once; later calls return its folder).
+
+    Parameters
+    ----------
+    seed : int
+        Seed of every random choice (shots, pauses, weights, explainable variance, noise).
+    root : path, optional
+        Where to write it (default: ``movie_root(seed)`` in the data home).
+    force : bool
+        Regenerate even if a complete cohort exists.
+
+    Returns
+    -------
+    Path of the cohort folder (layout: ``brainalign.datasets.SimulatedMovie``).
+    """
+    root = Path(root) if root is not None else movie_root(seed)
+    return _atomic_generate(root, Path("brainalign") / "split.json", seed, force,
+                            lambda tmp, sd: _write_movie_cohort(tmp, sd))
+
+
+def movie_fingerprint(root: str | Path) -> str:
+    """A digest of every response file of a movie cohort (to check determinism)."""
+    return digest([Path(p) for p in sorted((Path(root) / "fmri").glob("*.h5"))])

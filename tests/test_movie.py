@@ -1,0 +1,287 @@
+"""Movie stimuli and the simulated movie cohort: timing, planted sources, determinism, errors."""
+
+import importlib.util
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from brainalign import ceiling
+from brainalign.datasets import load_dataset
+from brainalign.simulate import MOVIE_ROI_SOURCES, MOVIE_TR, generate_movie, movie_fingerprint
+from brainalign.stimuli import (
+    audio_envelope,
+    frames_per_tr,
+    make_movie,
+    movie_image,
+    read_dialogue,
+    read_video,
+    speaking_at,
+)
+
+
+@pytest.fixture(scope="module")
+def movie_cohort():
+    """The simulated movie cohort of seed 0 (generated in the data home on first use)."""
+    return load_dataset("simulated-movie", seed=0)
+
+
+@pytest.fixture(scope="module")
+def short_movie():
+    return make_movie(read_dialogue().iloc[:4], seed=3)
+
+
+def _column(truth: dict, name: str) -> slice:
+    names = list(truth["source_names"])
+    start = np.concatenate([[0], np.cumsum(truth["source_dims"])])
+    i = names.index(name)
+    return slice(int(start[i]), int(start[i + 1]))
+
+
+# -- frames per TR -------------------------------------------------------------------
+def test_frames_per_tr_known_answer():
+    frame_times = np.arange(10) * 0.5  # 0, 0.5, ..., 4.5
+    got = frames_per_tr(frame_times, np.arange(4) * 1.49, 1.49)
+    assert [list(g) for g in got] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    # a frame exactly at a TR boundary belongs to the TR that starts there
+    assert [list(g) for g in frames_per_tr([0.0, 1.0, 2.0], [0.0, 1.0], 1.0)] == [[0], [1]]
+    with pytest.raises(ValueError, match="tr=0"):
+        frames_per_tr(frame_times, [0.0], 0)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        frames_per_tr([1.0, 0.0], [0.0], 1.0)
+
+
+def test_planted_flash_tone_and_word_land_in_the_right_tr(short_movie):
+    movie = short_movie
+    grid = np.arange(int(np.ceil(movie.duration / MOVIE_TR))) * MOVIE_TR
+    # a white flash frame at 5.2 s
+    frames = movie.frames.copy()
+    flash = int(np.argmin(np.abs(movie.frame_times - 5.2)))
+    frames[flash] = 255
+    brightness = frames.reshape(len(frames), -1).mean(1)
+    per_tr = [brightness[i].max() if len(i) else 0 for i in frames_per_tr(movie.frame_times, grid, MOVIE_TR)]
+    assert int(np.argmax(per_tr)) == int(movie.frame_times[flash] // MOVIE_TR) == 3
+    # a loud 1 kHz tone burst at 6.3-6.5 s
+    audio = movie.audio.copy()
+    t = np.arange(len(audio)) / movie.sr
+    burst = (t >= 6.3) & (t < 6.5)
+    audio[burst] += np.sin(2 * np.pi * 1000 * t[burst]).astype(np.float32)
+    fine = np.arange(0.05, movie.duration, 0.1)
+    env = audio_envelope(audio, movie.sr, fine, window=0.1)
+    per_tr = [env[i].max() for i in frames_per_tr(fine, grid, MOVIE_TR)]
+    assert int(np.argmax(per_tr)) == int(6.4 // MOVIE_TR) == 4
+    # each word's onset falls in the TR that frames_per_tr gives it, and its audio is not silent
+    onsets = movie.words["onset"].to_numpy()
+    which = np.concatenate([np.full(len(i), k) for k, i in enumerate(frames_per_tr(onsets, grid, MOVIE_TR))])
+    assert (which == (onsets // MOVIE_TR).astype(int)).all() and len(which) == len(onsets)
+
+
+def test_movie_contents(short_movie):
+    movie = short_movie
+    assert movie.frames.dtype == np.uint8 and movie.frames.shape[1:] == (128, 128, 3)
+    assert movie.frame_times[-1] < movie.duration <= movie.frame_times[-1] + 2 / movie.fps
+    assert set(movie.words["speaker"]) == {"A", "B"} and len(movie.lines) == 4
+    shots = movie.shots
+    assert shots["onset"].iloc[0] == 0 and np.allclose(shots["onset"].iloc[1:], shots["offset"].iloc[:-1])
+    assert shots["offset"].iloc[-1] == pytest.approx(movie.duration)
+    assert ((shots["offset"] - shots["onset"]) <= 5.0 + 1e-9).all()
+    # faces: the shots showing a speaker show their portrait
+    faces = shots[shots["on_screen"] != ""]
+    assert set(faces["image"]) <= {"astronaut", "grace_hopper"} and len(faces)
+    assert (faces["image"] == faces["on_screen"].map({"A": "astronaut", "B": "grace_hopper"})).all()
+    # speech sits inside the words: the audio is louder within words than in the pauses between lines
+    fine = np.arange(0.05, movie.duration, 0.05)
+    env = audio_envelope(movie.audio, movie.sr, fine, window=0.05)
+    talking = speaking_at(movie.words, fine) != ""
+    assert env[talking].mean() > 10 * env[~talking].mean()
+    # a cut is a jump between frames; within a shot the camera moves slowly
+    diff = np.abs(np.diff(movie.frames.astype(np.float32), axis=0)).mean((1, 2, 3))
+    cuts = np.searchsorted(movie.frame_times, shots["onset"].iloc[1:].to_numpy()) - 1
+    within = np.setdiff1d(np.arange(len(diff)), cuts)
+    assert np.median(diff[cuts]) > 4 * np.median(diff[within])
+
+
+def test_make_movie_is_deterministic():
+    lines = read_dialogue().iloc[:2]
+    a, b, c = make_movie(lines, seed=5), make_movie(lines, seed=5), make_movie(lines, seed=6)
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.audio, b.audio)
+    pd.testing.assert_frame_equal(a.words, b.words)
+    pd.testing.assert_frame_equal(a.shots, b.shots)
+    assert not a.shots.equals(c.shots)
+
+
+def test_movie_input_errors():
+    with pytest.raises(ValueError, match="'C'.*voices are given for"):
+        make_movie(pd.DataFrame({"speaker": ["C"], "line": ["Call me Ishmael."]}))
+    with pytest.raises(ValueError, match="unknown movie image 'lena'; valid"):
+        movie_image("lena")
+    with pytest.raises(ValueError, match="unknown movie image 'lena'"):
+        make_movie(read_dialogue().iloc[:1], faces={"A": "lena", "B": "astronaut"})
+
+
+# -- reading videos -----------------------------------------------------------------
+def _tiny_frames() -> np.ndarray:
+    frames = np.zeros((6, 16, 16, 3), np.uint8)
+    for k in range(6):
+        frames[k, :, : 2 + 2 * k] = (255, 0, 0)
+        frames[k, :, 2 + 2 * k :] = (0, 0, 255)
+    return frames
+
+
+def test_read_video_gif(tmp_path):
+    import imageio.v3 as iio
+
+    path = tmp_path / "tiny.gif"
+    iio.imwrite(path, _tiny_frames(), plugin="pillow", duration=200, loop=0)
+    frames, times = read_video(path)
+    assert frames.shape == (6, 16, 16, 3) and frames.dtype == np.uint8
+    assert np.array_equal(frames, _tiny_frames())
+    np.testing.assert_allclose(times, np.arange(6) * 0.2)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("av") is None, reason="PyAV (the optional video backend) is not installed")
+def test_read_video_mp4(tmp_path):
+    import imageio.v3 as iio
+
+    path = tmp_path / "tiny.mp4"
+    frames = np.repeat(np.repeat(_tiny_frames(), 4, axis=1), 4, axis=2)
+    iio.imwrite(path, frames, plugin="pyav", codec="libx264", fps=5)
+    got, times = read_video(path)
+    assert got.shape == frames.shape
+    np.testing.assert_allclose(times, np.arange(6) / 5)
+
+
+def test_read_video_errors(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="video not found"):
+        read_video(tmp_path / "missing.mp4")
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(b"not a video")
+    monkeypatch.setitem(sys.modules, "av", None)  # as if neither backend were installed
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)
+    with pytest.raises(ImportError, match="pip install av"):
+        read_video(path)
+
+
+# -- the simulated movie cohort ------------------------------------------------------
+def test_movie_cohort_layout(movie_cohort):
+    ds = movie_cohort
+    assert ds.tr == MOVIE_TR and ds.subjects == ["S01", "S02", "S03", "S04"] and ds.held_out_subjects == ["S04"]
+    assert len(ds.train_runs) == 6 and len(ds.test_runs) == 1
+    rois = ds.rois()
+    for name in ("visual", "MT", "auditory", "STS", "TPOJ1", "language", "motor"):
+        assert rois[name].sum() >= 25, name
+    assert not (rois["STS"] & rois["language"]).any() and not (rois["STS"] & rois["TPOJ1"]).any()
+    for run in ds.runs:
+        audio, sr = ds.audio(run)
+        duration = len(audio) / sr
+        assert 60 <= duration <= 120, (run, duration)
+        y = ds.responses("S01", run)
+        assert y.dtype == np.float32 and y.shape == (len(ds.tr_times(run)), len(ds.vertices))
+        assert ds.tr_times(run)[-1] < duration <= ds.tr_times(run)[-1] + ds.tr
+        words = ds.words(run)
+        assert (words["onset"] >= 0).all() and words["offset"].max() <= duration
+        lines = ds.speakers(run)
+        assert set(lines["speaker"]) == {"A", "B"}
+    run = ds.test_runs[0]
+    assert ds.repeats("S02", run).shape[0] == 4 and ds.repeats("S02", ds.train_runs[0]) is None
+
+
+def test_movie_cohort_frames_match_audio_and_shots(movie_cohort):
+    ds = movie_cohort
+    run = ds.train_runs[1]
+    frames, times = ds.frames(run)  # also checks the digest of the simulated frames
+    audio, sr = ds.audio(run)
+    assert frames.shape == (len(times), 128, 128, 3) and frames.dtype == np.uint8
+    assert times[-1] < len(audio) / sr <= times[-1] + 2 / ds.fps
+    who = ds.on_screen(run)
+    assert who.shape == times.shape and set(who) <= {"", "A", "B"} and {"A", "B"} <= set(who)
+    # the words said by a speaker whose face is on screen: the audio is loud there
+    words = ds.words(run)
+    fine = np.arange(0.025, len(audio) / sr, 0.05)
+    env = audio_envelope(audio, sr, fine, window=0.05)
+    talking = speaking_at(words, fine) != ""
+    assert env[talking].mean() > 10 * env[~talking].mean()
+
+
+def test_movie_cohort_planted_sources_are_recovered(movie_cohort):
+    """STS follows audio-visual speech; auditory the envelope; visual the Gabor energy; motor nothing."""
+    ds = movie_cohort
+    truth = ds.ground_truth()
+    rois = ds.rois()
+    X = np.concatenate([truth[f"sources/{r}"] for r in ds.train_runs])
+
+    def r_with(source: str, subject: str = "S01") -> np.ndarray:
+        Y = np.concatenate([ds.responses(subject, r) for r in ds.train_runs])
+        x = X[:, _column(truth, source)][:, 0]
+        x, Y = (x - x.mean()) / x.std(), (Y - Y.mean(0)) / Y.std(0)
+        return x @ Y / len(x)
+
+    av = r_with("av_speech")
+    assert av[rois["STS"]].mean() > 0.25
+    assert av[rois["STS"]].mean() > av[rois["motor"]].mean() + 0.2
+    assert av[rois["TPOJ1"]].mean() > av[rois["motor"]].mean() + 0.1
+    env = r_with("envelope")
+    assert env[rois["auditory"]].mean() > 0.3
+    for source in truth["source_names"]:
+        assert abs(r_with(str(source))[rois["motor"]].mean()) < 0.08, source
+    # the shares say so too: motor gets nothing, every other planted ROI sums to 1
+    names = list(truth["roi_names"])
+    assert truth["roi_sources"][names.index("motor")].sum() == 0
+    for roi in MOVIE_ROI_SOURCES:
+        assert truth["roi_sources"][names.index(roi)].sum() == pytest.approx(1.0)
+    # explainable variance estimated from the repeats matches what was planted
+    ev_hat = ceiling.explainable_variance(ds.repeats("S01", ds.test_runs[0]))
+    for roi in ("visual", "auditory", "STS"):
+        assert ev_hat[rois[roi]].mean() == pytest.approx(truth["ev"][0][rois[roi]].mean(), abs=0.06), roi
+    assert abs(ev_hat[rois["motor"]].mean()) < 0.04
+
+
+def test_movie_cohort_errors(movie_cohort):
+    ds = movie_cohort
+    with pytest.raises(ValueError, match="unknown run 's09e99'.*valid"):
+        ds.frames("s09e99")
+    with pytest.raises(ValueError, match="unknown subject 'UTS01'.*valid"):
+        ds.responses("UTS01", ds.runs[0])
+    with pytest.raises(ValueError, match="unknown run"):
+        ds.speakers("chapel")
+
+
+def test_movie_cohort_is_deterministic(movie_cohort, tmp_path):
+    again = generate_movie(seed=0, root=tmp_path / "again")
+    assert movie_fingerprint(again) == movie_fingerprint(movie_cohort.root)
+    for run in movie_cohort.runs:
+        pd.testing.assert_frame_equal(pd.read_csv(again / "stimuli" / f"{run}_shots.tsv", sep="\t"),
+                                      pd.read_csv(movie_cohort.root / "stimuli" / f"{run}_shots.tsv", sep="\t"))
+
+
+def test_movie_cohort_fulfils_the_dataset_contract(movie_cohort):
+    from test_datasets import check_contract
+
+    check_contract(movie_cohort, movie_cohort.rois())
+    reps = movie_cohort.repeats("S03", movie_cohort.test_runs[0])
+    np.testing.assert_allclose(reps.mean(0), movie_cohort.responses("S03", movie_cohort.test_runs[0]), rtol=1e-5, atol=1e-6)
+
+
+def test_movie_frames_that_differ_from_the_simulated_ones_are_refused(movie_cohort, tmp_path):
+    import shutil
+
+    from brainalign.datasets import SimulatedMovie
+
+    root = tmp_path / "copy"
+    shutil.copytree(movie_cohort.root, root, ignore=shutil.ignore_patterns("fmri"))
+    run = movie_cohort.runs[0]
+    shots = pd.read_csv(root / "stimuli" / f"{run}_shots.tsv", sep="\t", keep_default_na=False)
+    shots.loc[0, "zoom0"] *= 0.9
+    shots.to_csv(root / "stimuli" / f"{run}_shots.tsv", sep="\t", index=False)
+    with pytest.raises(RuntimeError, match="regenerate"):
+        SimulatedMovie(root).frames(run)
+
+
+def test_cli_verifies_the_movie_cohort_and_refuses_to_fetch_it(movie_cohort, capsys):
+    from brainalign import cli
+
+    assert cli.main(["data", "verify", "simulated-movie"]) == 0
+    assert f"fingerprint {movie_fingerprint(movie_cohort.root)[:16]}" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="simulated-movie cohort is generated, not fetched"):
+        cli.main(["data", "fetch", "simulated-movie"])
