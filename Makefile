@@ -56,6 +56,7 @@ test: data
 bench: venv
 	$(BIN)/python bench/bench_features.py
 	$(BIN)/python bench/bench_encoding.py
+	$(BIN)/python bench/bench_media.py
 
 clean:
 	rm -rf book/_build book/_run book/ledger.md .pytest_cache

@@ -50,9 +50,10 @@ def test_registry_is_consistent():
     hub_ids = [s.hub_id for s in models.MODELS.values() if s.hub_id]
     assert len(hub_ids) == len(set(hub_ids))
     packaged = {s.name for s in models.MODELS.values() if s.packaged}
-    assert packaged == {"minilm-l6", "smollm2-135m-instruct", "gemma-3-270m"}
+    assert packaged == {"minilm-l6", "smollm2-135m-instruct", "gemma-3-270m", "whisper-tiny-en", "efficientnet-lite0",
+                        "whisper-efficientnet-fusion"}
     for name, spec in models.MODELS.items():
-        assert spec.name == name and spec.kind in ("encoder", "causal")
+        assert spec.name == name and spec.kind in models.KINDS
         assert spec.n_layers > 0 and spec.dim > 0
         assert models.layer_count(name) == spec.n_layers + 1
     assert models.MODELS["smollm2-135m-instruct"].instruct and not models.MODELS["gemma-3-270m"].instruct

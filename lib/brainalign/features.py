@@ -17,6 +17,20 @@ float32 matmul throughput (``bench/bench_features.py`` measures both). On CPUs
 with bfloat16 units, ``load_model(name, dtype=torch.bfloat16)`` about halves
 the time, at ~1% relative error in the features (they are returned as float32;
 the cache keeps the two dtypes apart).
+
+Speech and vision models (``models.MODELS`` kinds ``"speech"`` and
+``"vision"``) have their own TR-level features: :func:`speech_tr_features`
+(the last frame of sliding audio windows) and :func:`vision_tr_features`
+(pooled per-frame states of a movie's frames), both resampled to the TRs
+and cached like the word features. :func:`av_tr_features` gives an
+audio-video model's states over one window per TR (the instruction-conditioned
+states of Study 6 are in :mod:`brainalign.instruct`).
+
+Cost on the simulated movie cohort (7 episodes, 635 s, 3200 frames; see the
+functions' docstrings): Whisper windows of 16 s cost ~0.23 s each on one
+core, so ``speech_tr_features`` with ``stride=0.1`` costs ~2.5 s per second
+of audio, and with ``stride`` equal to the TR (1.49 s) ~15x less: the TR is
+the default of the notebooks' default sets, 0.1 s that of the ``paper`` sets.
 """
 
 from __future__ import annotations
@@ -27,12 +41,18 @@ import numpy as np
 import torch
 
 from .cache import Cache
-from .models import LoadedModel, get_spec, load_model, revision
+from .models import SPEECH_SR, TEXT_KINDS, LoadedModel, get_spec, load_model, model_names, revision
 
-__all__ = ["VERSION", "sequence_word_features", "tr_features", "windows", "word_features", "word_features_loop"]
+__all__ = [
+    "SPEECH_VERSION", "VERSION", "av_tr_features", "frame_states",
+    "sequence_word_features", "speech_tr_features", "speech_window_features", "tr_features",
+    "vision_tr_features", "windows", "word_features", "word_features_loop",
+]
 
 #: bump when the features' numbers change
 VERSION = 1
+#: bump when the speech window features change (2: Whisper windows run at their own length, not padded to 30 s)
+SPEECH_VERSION = 2
 
 
 def windows(words: Sequence[str], context: int = 20) -> tuple[list[str], np.ndarray]:
@@ -117,6 +137,18 @@ def _resolve_model(model: str | LoadedModel) -> tuple[str, str, str, int]:
     raise TypeError(f"model must be a model name or a LoadedModel, got {type(model).__name__}")
 
 
+def _model_kind(model: str | LoadedModel) -> str:
+    return model.spec.kind if isinstance(model, LoadedModel) else get_spec(model).kind
+
+
+def _check_text_model(model: str | LoadedModel) -> None:
+    kind = _model_kind(model)
+    if kind not in TEXT_KINDS:
+        name = model.spec.name if isinstance(model, LoadedModel) else model
+        raise ValueError(f"model {name!r} is a {kind} model; word features need a language model: "
+                         f"{', '.join(model_names('encoder') + model_names('causal'))}")
+
+
 def word_features(
     model: str | LoadedModel,
     words: Sequence[str],
@@ -165,6 +197,7 @@ def _features(step: str, model: str | LoadedModel, words: Sequence[str], layers:
     layers and ``params``; a model given by name is loaded only on a miss.
     """
     name, rev, dtype, n_hidden = _resolve_model(model)
+    _check_text_model(model)
     words = _check_words(words)
     layer_list = _check_layers(layers, n_hidden)
 
@@ -234,6 +267,7 @@ def word_features_loop(
     -------
     ndarray of float32, shape (n_layers_selected, n_words, dim)
     """
+    _check_text_model(model)
     lm = model if isinstance(model, LoadedModel) else load_model(model)
     words = _check_words(words)
     layer_list = _check_layers(layers, lm.spec.n_layers + 1)
@@ -363,3 +397,376 @@ def tr_features(
     flat = feats.transpose(1, 0, 2).reshape(n_words, n_layers * dim)
     resampled = np.asarray(lanczos_resample(flat, word_times, tr_times, window=window, cutoff_mult=cutoff_mult))
     return resampled.reshape(len(tr_times), n_layers, dim).transpose(1, 0, 2).astype(np.float32)
+
+
+# -- speech and vision ------------------------------------------------------------------------------------------------
+
+
+def _media_model(model: str | LoadedModel, kind: str) -> tuple[str, str, str, int]:
+    """Name, revision, dtype and number of hidden states of a speech or vision model (loaded only on a miss)."""
+    name, rev, dtype, n_hidden = _resolve_model(model)
+    if _model_kind(model) != kind:
+        raise ValueError(f"model {name!r} is a {_model_kind(model)} model, not a {kind} model; "
+                         f"{kind} models: {', '.join(model_names(kind))}")
+    return name, rev, dtype, n_hidden
+
+
+def _check_tr_times(tr_times: np.ndarray) -> np.ndarray:
+    tr_times = np.asarray(tr_times, dtype=float)
+    if tr_times.ndim != 1 or len(tr_times) < 2 or not np.all(np.diff(tr_times) > 0):
+        raise ValueError(f"tr_times must be 1-D and increasing with at least 2 entries, got shape {tr_times.shape}")
+    return tr_times
+
+
+def _cached_layers(step: str, model: str | LoadedModel, kind: str, layers: Sequence[int] | None, parts: dict,
+                   cache: bool, run) -> list[np.ndarray]:
+    """``run(lm, layer_list)`` (a list of arrays, one per selected layer), or its cached result."""
+    name, rev, dtype, n_hidden = _media_model(model, kind)
+    layer_list = _check_layers(layers, n_hidden)
+
+    def compute() -> dict[str, np.ndarray]:
+        lm = model if isinstance(model, LoadedModel) else load_model(model)
+        return {f"layer_{k}": np.asarray(a, dtype=np.float32) for k, a in enumerate(run(lm, layer_list))}
+
+    if cache:
+        key_parts = {"model": name, "revision": rev, "dtype": dtype, "layers": layer_list, **parts}
+        arrays = Cache().memoize(step, VERSION, key_parts, compute)
+    else:
+        arrays = compute()
+    return [arrays[f"layer_{k}"] for k in range(len(layer_list))]
+
+
+def _window_ends(duration: float, window: float, stride: float) -> np.ndarray:
+    if not (np.isfinite(window) and window > 0) or not (np.isfinite(stride) and stride > 0):
+        raise ValueError(f"window={window!r} and stride={stride!r} must be positive numbers of seconds")
+    return stride * np.arange(1, int(np.floor(duration / stride + 1e-9)) + 1)
+
+
+def speech_window_features(lm: LoadedModel, audio: np.ndarray, sr: int, window: float = 16.0, stride: float = 0.1,
+                           layers: Sequence[int] | None = None, batch_size: int = 16) -> tuple[list[np.ndarray], np.ndarray]:
+    """The last frame's hidden states of sliding windows over a waveform (not cached).
+
+    The window ending at ``t`` covers ``[max(0, t - window), t]``; windows end
+    every ``stride`` seconds from ``stride`` to the end of the audio. Each is
+    read alone, at its own length, and the state of its last frame is kept:
+    the model's representation of the sound at ``t`` given up to ``window``
+    seconds of past, and nothing outside the window. Whisper is run on
+    exactly the window's frames (:func:`models.whisper_encoder_states`, not
+    padded to 30 s, so a 16 s window costs about 0.23 s instead of 0.53 s on
+    one core), windows of similar length batched together with the padding
+    masked out; wav2vec2 / HuBERT read windows of variable length natively
+    (windows of one length are batched).
+
+    Parameters
+    ----------
+    lm : LoadedModel
+        A speech model.
+    audio : array of shape (n_samples,)
+    sr : int
+    window, stride : float
+        Seconds.
+    layers : sequence of int, optional
+        Hidden states to keep (0 = the input to the first block); all by default.
+    batch_size : int
+        Windows per forward pass.
+
+    Returns
+    -------
+    states : list of ndarrays of float32, one per selected layer, each of shape (n_windows, dim)
+    ends : ndarray of shape (n_windows,)
+        The windows' end times (s).
+    """
+    from .models import (
+        _check_kind,
+        _is_whisper,
+        _n_frames,
+        _speech_context,
+        _speech_forward,
+        check_audio,
+        whisper_encoder_states,
+        whisper_mel,
+    )
+
+    _check_kind(lm, "speech")
+    audio = check_audio(audio, sr)
+    layer_list = _check_layers(layers, lm.spec.n_layers + 1)
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    ends = _window_ends(len(audio) / SPEECH_SR, float(window), float(stride))
+    if window * SPEECH_SR > _speech_context(lm):
+        raise ValueError(f"window={window} s is longer than {lm.spec.name}'s context ({_speech_context(lm) / SPEECH_SR:g} s)")
+    stop = np.round(ends * SPEECH_SR).astype(int)
+    start = np.maximum(0, stop - int(round(window * SPEECH_SR)))
+    keep = stop - start >= 400  # a window too short for the model (the first 25 ms) is read as 25 ms
+    start[~keep] = 0
+    stop[~keep] = 400
+    whisper = _is_whisper(lm)
+    lengths = stop - start
+    out = [np.zeros((len(ends), lm.spec.hidden_dims()[layer]), dtype=np.float32) for layer in layer_list]
+    # Whisper: windows sorted by length, batched with masked padding; others: windows of one length together
+    groups = [np.argsort(lengths, kind="stable")] if whisper else [np.flatnonzero(lengths == n) for n in np.unique(lengths)]
+    with torch.inference_mode():
+        for rows in groups:
+            for first in range(0, len(rows), int(batch_size)):
+                batch = rows[first : first + int(batch_size)]
+                clips = [audio[start[i] : stop[i]] for i in batch]
+                if whisper:
+                    mel, n_frames = whisper_mel(lm, clips)
+                    states = whisper_encoder_states(lm.model, mel, n_frames)
+                    last = torch.from_numpy(n_frames - 1)
+                else:
+                    states = _speech_forward(lm, clips)
+                    last = torch.tensor([_n_frames(lm, len(c)) - 1 for c in clips])
+                index = torch.arange(len(batch))
+                for k, layer in enumerate(layer_list):
+                    out[k][batch] = states[layer][index, last].float().cpu().numpy()
+    return out, ends
+
+
+def speech_tr_features(
+    model: str | LoadedModel,
+    audio: np.ndarray,
+    sr: int,
+    tr_times: np.ndarray,
+    window: float = 16.0,
+    stride: float | None = 0.1,
+    layers: Sequence[int] | None = None,
+    batch_size: int = 16,
+    cache: bool = True,
+) -> list[np.ndarray]:
+    """Speech-model features at the fMRI acquisition times.
+
+    The features of :func:`speech_window_features` (the last frame of a
+    ``window``-second window ending every ``stride`` seconds, as in the
+    evaluation of speech-model brain tuning) are Lanczos-resampled to
+    ``tr_times`` and scaled by ``stride / TR``, so a constant feature stays
+    about constant (a kernel-weighted mean). Cached.
+
+    The cost is one forward pass per window: ``duration / stride`` windows
+    of ``window`` seconds each (whisper-tiny-en: about 0.23 s per 16 s window
+    on one CPU core, so ``stride=0.1`` costs ~2.3 s per second of audio and
+    ``stride`` = one TR of 1.5-2 s about 15x less; the notebooks' default sets
+    use the TR, the ``paper`` sets 0.1 s). ``stride=None`` is the fast approximation: every
+    frame of :func:`models.speech_hidden_states` (consecutive 30 s chunks,
+    one pass per 30 s, so ~100x fewer passes than ``stride=0.1``) is
+    resampled instead; a frame then sees the rest of its chunk, up to 30 s of
+    past *and future*, and ``window`` is ignored.
+
+    Parameters
+    ----------
+    model : str or LoadedModel
+        A speech model name (loaded only on a cache miss) or a loaded one.
+    audio : array of shape (n_samples,)
+        Mono waveform.
+    sr : int
+        Its sample rate (Hz); resampled to 16 kHz.
+    tr_times : array of shape (n_trs,)
+        Time of each volume (s), in the audio's time frame.
+    window : float
+        Window length (s).
+    stride : float or None
+        Step between window ends (s); None: consecutive chunks (see above).
+    layers : sequence of int, optional
+        Hidden states to return; all by default.
+    batch_size : int
+        Windows per forward pass.
+    cache : bool
+        Read and write the on-disk cache.
+
+    Returns
+    -------
+    list of ndarrays of float32, one per selected layer, each of shape (n_trs, dim)
+    """
+    from .models import check_audio
+    from .stimuli import lanczos_resample
+
+    tr_times = _check_tr_times(tr_times)
+    audio = np.asarray(audio)
+    check_audio(audio, sr)  # bad input fails even when the features are cached
+
+    from .models import speech_hidden_states
+
+    tr = float(np.mean(np.diff(tr_times)))
+
+    def run(lm: LoadedModel, layer_list: list[int]) -> list[np.ndarray]:
+        if stride is None:
+            frames = speech_hidden_states(lm, audio, sr, batch_size=max(1, int(batch_size) // 8))
+            states = [frames[layer] for layer in layer_list]
+            step = len(check_audio(audio, sr)) / SPEECH_SR / len(states[0])  # seconds per frame (~0.02)
+            ends = (np.arange(len(states[0])) + 1) * step  # each frame's end
+        else:
+            states, ends = speech_window_features(lm, audio, sr, window, stride, layer_list, batch_size)
+            step = float(stride)
+        return [(step / tr) * lanczos_resample(s, ends, tr_times) for s in states]
+
+    parts = {"audio": audio, "sr": int(sr), "tr_times": tr_times, "window": float(window),
+             "stride": None if stride is None else float(stride), "speech_version": SPEECH_VERSION}
+    return _cached_layers("speech_tr_features", model, "speech", layers, parts, cache, run)
+
+
+def frame_states(lm: LoadedModel, frames: np.ndarray, batch_size: int = 32, cache: bool = True) -> list[np.ndarray]:
+    """:func:`models.vision_hidden_states` of a movie's frames, cached (shared by vision and audio-video features).
+
+    Returns
+    -------
+    list of ndarrays of float32, state ``k`` of shape (n_frames, lm.spec.hidden_dims()[k])
+    """
+    from .models import _check_kind, check_images, vision_hidden_states
+
+    _check_kind(lm, "vision")
+    frames = check_images(frames)
+
+    def compute() -> dict[str, np.ndarray]:
+        return {f"state_{k}": s for k, s in enumerate(vision_hidden_states(lm, frames, batch_size=batch_size))}
+
+    if not cache:
+        arrays = compute()
+    else:
+        parts = {"model": lm.spec.name, "revision": lm.revision, "dtype": str(next(lm.model.parameters()).dtype), "frames": frames}
+        arrays = Cache().memoize("frame_states", VERSION, parts, compute)
+    return [arrays[f"state_{k}"] for k in range(len(arrays))]
+
+
+def vision_tr_features(
+    model: str | LoadedModel,
+    frames: np.ndarray,
+    frame_times: np.ndarray,
+    tr_times: np.ndarray,
+    method: str = "lanczos",
+    layers: Sequence[int] | None = None,
+    batch_size: int = 32,
+    cache: bool = True,
+) -> list[np.ndarray]:
+    """Vision-model features of a movie's frames at the fMRI acquisition times.
+
+    Each frame's pooled hidden states (:func:`models.vision_hidden_states`)
+    are brought to the TRs by ``"lanczos"`` (Lanczos resampling scaled by
+    ``frame step / TR``: a kernel-weighted mean) or ``"mean"`` (the mean of
+    the frames in ``[t - TR/2, t + TR/2)`` around each TR time ``t``; zeros
+    where no frame falls). Cached.
+
+    Parameters
+    ----------
+    model : str or LoadedModel
+        A vision model name (loaded only on a cache miss) or a loaded one.
+    frames : uint8 array of shape (n_frames, height, width, 3)
+    frame_times : array of shape (n_frames,)
+        When each frame is shown (s), increasing.
+    tr_times : array of shape (n_trs,)
+    method : {"lanczos", "mean"}
+    layers : sequence of int, optional
+        Hidden states to return; all by default.
+    batch_size : int
+        Frames per forward pass.
+    cache : bool
+
+    Returns
+    -------
+    list of ndarrays of float32, one per selected layer, layer ``k`` of shape (n_trs, spec.hidden_dims()[k])
+    """
+    from .models import check_images
+    from .stimuli import lanczos_resample
+
+    frames = check_images(frames)
+    frame_times = np.asarray(frame_times, dtype=float)
+    tr_times = _check_tr_times(tr_times)
+    if frame_times.shape != (len(frames),) or (len(frames) > 1 and not np.all(np.diff(frame_times) > 0)):
+        raise ValueError(f"frame_times must be increasing with shape ({len(frames)},), got shape {frame_times.shape}")
+    if method not in ("lanczos", "mean"):
+        raise ValueError(f"method must be 'lanczos' or 'mean', got {method!r}")
+    tr = float(np.mean(np.diff(tr_times)))
+
+    def run(lm: LoadedModel, layer_list: list[int]) -> list[np.ndarray]:
+        states = frame_states(lm, frames, batch_size=batch_size, cache=cache)
+        states = [states[layer] for layer in layer_list]
+        if method == "lanczos":
+            step = float(np.median(np.diff(frame_times))) if len(frames) > 1 else tr
+            return [(step / tr) * lanczos_resample(s, frame_times, tr_times) for s in states]
+        bins = np.searchsorted(tr_times - tr / 2, frame_times, side="right") - 1
+        inside = (bins >= 0) & (frame_times < tr_times[np.clip(bins, 0, None)] + tr / 2)
+        counts = np.bincount(bins[inside], minlength=len(tr_times))[:, None]
+        out = []
+        for s in states:
+            total = np.zeros((len(tr_times), s.shape[1]))
+            np.add.at(total, bins[inside], s[inside])
+            out.append(np.divide(total, counts, out=np.zeros_like(total), where=counts > 0))
+        return out
+
+    parts = {"frames": frames, "frame_times": frame_times, "tr_times": tr_times, "method": method}
+    return _cached_layers("vision_tr_features", model, "vision", layers, parts, cache, run)
+
+
+def av_tr_features(
+    model: str | LoadedModel,
+    audio: np.ndarray,
+    sr: int,
+    frames: np.ndarray,
+    frame_times: np.ndarray,
+    tr_times: np.ndarray,
+    window: float = 3.0,
+    layers: Sequence[int] | None = None,
+    batch_size: int = 16,
+    cache: bool = True,
+) -> list[np.ndarray]:
+    """Audio-video model features, one window per TR. Cached.
+
+    Volume ``k`` gets the states of the window ``[t_k + TR - window, t_k + TR)``
+    that ends where its interval ``[t_k, t_k + TR)`` ends (``t_k = tr_times[k]``,
+    the start of the volume's stimulus interval, as ``SimulatedMovie.tr_times``
+    gives it; TR = the mean step of ``tr_times``). A window sees only its own
+    audio and frames (:func:`models.av_hidden_states`), so a change in the
+    stimulus at time ``e`` moves the features of the volume whose interval
+    holds ``e`` and of the ``window / TR`` volumes after it, and no earlier one.
+
+    ``"whisper-efficientnet-fusion"``'s fusion layers are NOT pretrained (seeded
+    random initialisation): studies must treat its fusion states as those of an
+    untrained model, a starting point for brain-tuning. Its unimodal states
+    (0-4 Whisper, 5-21 EfficientNet) are the pretrained encoders'.
+
+    Parameters
+    ----------
+    model : str or LoadedModel
+        ``"whisper-efficientnet-fusion"`` (loaded only on a cache miss), or a
+        model from :func:`models.build_av_fusion`.
+    audio : array of shape (n_samples,)
+    sr : int
+    frames : uint8 array of shape (n_frames, height, width, 3)
+    frame_times : array of shape (n_frames,)
+        When each frame is shown (s), increasing.
+    tr_times : array of shape (n_trs,)
+        Start of each volume's interval (s), increasing.
+    window : float
+        Seconds of audio and video in each window (at most 30).
+    layers : sequence of int, optional
+        Hidden states to return (see :func:`models.av_hidden_states`); all by default.
+    batch_size : int
+        Windows per Whisper forward pass.
+    cache : bool
+
+    Returns
+    -------
+    list of ndarrays of float32, one per selected layer, layer ``k`` of shape (n_trs, spec.hidden_dims()[k])
+        For ``"whisper-efficientnet-fusion"``: widths 384 (layers 0-4), 32-320 (5-21), 256 (22-24).
+    """
+    from .models import av_hidden_states, check_audio, check_images
+
+    tr_times = _check_tr_times(tr_times)
+    audio = np.asarray(audio)
+    check_audio(audio, sr)
+    frames = check_images(frames)
+    frame_times = np.asarray(frame_times, dtype=float)
+    if frame_times.shape != (len(frames),) or np.any(np.diff(frame_times) <= 0):
+        raise ValueError(f"frame_times must be increasing with shape ({len(frames)},), got shape {frame_times.shape}")
+    if not (np.isfinite(window) and 0 < window <= 30):
+        raise ValueError(f"window={window!r} must be a number of seconds in (0, 30]")
+    ends = tr_times + float(np.mean(np.diff(tr_times)))
+
+    def run(lm: LoadedModel, layer_list: list[int]) -> list[np.ndarray]:
+        video = frame_states(lm.model.vision_lm, frames, cache=cache) if len(frames) and hasattr(lm.model, "vision_lm") else None
+        states = av_hidden_states(lm, audio, sr, frames, frame_times, ends, window=float(window), batch_size=batch_size,
+                                  video_states=video)
+        return [states[layer] for layer in layer_list]
+
+    parts = {"audio": audio, "sr": int(sr), "frames": frames, "frame_times": frame_times, "tr_times": tr_times,
+             "window": float(window)}
+    return _cached_layers("av_tr_features", model, "audio-video", layers, parts, cache, run)

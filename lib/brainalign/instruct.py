@@ -1,0 +1,267 @@
+"""Instruction-conditioned features: what an instruction-tuned model computes for a task, volume by volume.
+
+Study 6 (Oota et al. 2025) reads instruction-tuned video and audio language models with a task
+instruction and takes, per layer, the mean hidden state over the answer's tokens. Offline, an
+instruction-tuned *text* LM stands in for them (:func:`instruct_tr_features`): for each volume it
+reads the run's transcript so far, with who speaks, interleaved with a description channel of
+what is on screen (:func:`transcript_pieces`, :func:`image_descriptions`), then the instruction
+(:func:`instruct_prompts`); the feature is the mean state over the prompt's final segment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .features import _cached_layers, _check_tr_times, _max_tokens
+from .models import LoadedModel, get_spec
+
+__all__ = ["INSTRUCT_VERSION", "image_descriptions", "instruct_prompts", "instruct_tr_features", "transcript_pieces"]
+
+#: bump when the instruction prompts or the way they are read change
+INSTRUCT_VERSION = 1
+#: where the transcript goes in the user message
+_TRANSCRIPT = "\x00TRANSCRIPT\x00"
+_USER_MESSAGE = f"Transcript of the episode so far, with what is on the screen:{_TRANSCRIPT}\n\n"
+
+
+def image_descriptions(path: str | None = None) -> dict[str, str]:
+    """Short human-written descriptions of the movie images, image name -> description.
+
+    The packaged file (``resources/stimuli/image_descriptions.tsv``, columns
+    ``image, description``) describes every image of :data:`stimuli.MOVIE_IMAGES`.
+    """
+    from pathlib import Path
+
+    import pandas as pd
+
+    path = Path(path) if path is not None else Path(__file__).resolve().parent / "resources" / "stimuli" / "image_descriptions.tsv"
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    if {"image", "description"} - set(table.columns):
+        raise ValueError(f"{path} must have columns image and description; it has {list(table.columns)}")
+    return dict(zip(table["image"], table["description"]))
+
+
+def transcript_pieces(words, shots=None, descriptions: dict[str, str] | None = None) -> tuple[list[str], np.ndarray]:
+    """A run's transcript with a description channel of what is on screen, as timed text pieces.
+
+    Parameters
+    ----------
+    words : DataFrame with columns ``word, onset`` (and ``speaker``, optional), sorted by onset
+    shots : DataFrame with columns ``onset, image, on_screen``, optional
+        ``on_screen`` names the speaker whose face the shot shows ("" none).
+    descriptions : dict, optional
+        Image -> description (default :func:`image_descriptions`).
+
+    Returns
+    -------
+    pieces : list of str
+        In time order: ``" word"`` for each word, ``"\nS: word"`` where speaker
+        ``S`` starts talking (or talks on after a screen line), and
+        ``"\n[On screen: <description>, speaker S's face]"`` at each shot's
+        onset (a shot comes before a word at the same time).
+    times : array of shape (n_pieces,)
+        When each piece happens (word onset, shot onset), non-decreasing.
+    """
+    onsets = words["onset"].to_numpy(float)
+    if np.any(np.diff(onsets) < 0):
+        raise ValueError("words must be sorted by onset")
+    events = []  # (time, order, kind, payload)
+    if shots is not None and len(shots):
+        descriptions = image_descriptions() if descriptions is None else descriptions
+        missing = sorted(set(shots["image"]) - set(descriptions))
+        if missing:
+            raise ValueError(f"no description for images {missing}; described images: {sorted(descriptions)}")
+        for k, (t, image, who) in enumerate(zip(shots["onset"].to_numpy(float), shots["image"], shots["on_screen"])):
+            face = f", speaker {who}'s face" if str(who) else ""
+            events.append((t, 0, k, f"\n[On screen: {descriptions[image]}{face}]"))
+    speakers = words["speaker"].astype(str).tolist() if "speaker" in words else [""] * len(words)
+    for i, (t, word, who) in enumerate(zip(onsets, words["word"].astype(str), speakers)):
+        events.append((t, 1, i, (word, who)))
+    events.sort(key=lambda e: e[:3])
+    pieces, times, last = [], [], None
+    for t, kind, _, payload in events:
+        if kind == 0:
+            pieces.append(payload)
+            last = None  # the next word starts a new line with its speaker
+        else:
+            word, who = payload
+            pieces.append(f"\n{who}: {word}" if who and who != last else (f"\n{word}" if last is None and not who else f" {word}"))
+            last = who
+        times.append(t)
+    return pieces, np.asarray(times, dtype=float)
+
+
+def instruct_prompts(lm: LoadedModel, instruction: str, pieces: Sequence[str], times: np.ndarray,
+                     ends: np.ndarray) -> tuple[list[int], np.ndarray, list[int]]:
+    """The token ids of the instruction prompts of every volume, as a shared prefix and one final segment.
+
+    The prompt of the volume whose interval ends at ``ends[k]`` is one user
+    turn in the model's chat template (plain text and ``Answer:`` for a model
+    without one)::
+
+        Transcript of the episode so far, with what is on the screen:
+        [On screen: <description>, speaker A's face]
+        A: <every piece (word, screen line) that happens before ends[k]>
+        ...
+
+        <instruction>
+
+    followed by the assistant's turn header. Its tokens are
+    ``prefix[:cuts[k]] + suffix``: the transcript up to the volume is a prefix
+    of the whole transcript's tokens, and the *final segment* ``suffix``
+    (the instruction and the answer header) is the same for every volume.
+
+    Parameters
+    ----------
+    lm : LoadedModel
+        A causal LM.
+    instruction : str
+    pieces, times : from :func:`transcript_pieces`
+    ends : array of shape (n_trs,)
+
+    Returns
+    -------
+    prefix : list of int
+        Tokens of the template's head and the whole transcript.
+    cuts : int array of shape (n_trs,)
+        Prefix tokens in each volume's prompt.
+    suffix : list of int
+        Tokens of the final segment.
+    """
+    tok = lm.tokenizer
+    message = _USER_MESSAGE + instruction.strip()
+    if getattr(tok, "chat_template", None):
+        text = tok.apply_chat_template([{"role": "user", "content": message}], tokenize=False, add_generation_prompt=True)
+        special = False  # the template holds the special tokens
+    else:
+        text, special = message + "\n\nAnswer:", True
+    head, tail = text.split(_TRANSCRIPT)
+    transcript = "".join(pieces)
+    enc = tok(head + transcript, add_special_tokens=special, return_offsets_mapping=True)
+    prefix, offsets = list(enc["input_ids"]), np.asarray(enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+    char_ends = len(head) + np.cumsum([0] + [len(p) for p in pieces])  # end of the transcript after 0, 1, ... pieces
+    cut_chars = char_ends[np.searchsorted(times, np.asarray(ends, dtype=float), side="left")]
+    straddle = [k for k, c in enumerate(cut_chars) if np.any((offsets[:, 0] < c) & (offsets[:, 1] > c))]
+    if straddle:  # a token across a piece boundary: the prompt would not be a prefix of the whole transcript's tokens
+        raise RuntimeError(f"the {lm.spec.name!r} tokenizer merges text across a word boundary (volume {straddle[0]}); "
+                           "the shared-prefix recipe needs word-aligned tokens")
+    cuts = np.searchsorted(offsets[:, 1], cut_chars, side="right").astype(np.int64)  # tokens ending by the cut
+    return prefix, cuts, list(tok(tail, add_special_tokens=False)["input_ids"])
+
+
+def _instruct_states(lm: LoadedModel, prefix: list[int], cuts: np.ndarray, suffix: list[int], layers: list[int],
+                     batch_size: int) -> list[np.ndarray]:
+    """Per layer, the mean state over each volume's final segment.
+
+    The prefix is read once (KV cache). Then the final segments of up to
+    ``batch_size`` volumes run as one sequence after it, with a custom
+    attention mask: the segment of volume ``k`` sees the first ``cuts[k]``
+    prefix tokens and its own earlier tokens only, at positions ``cuts[k] + j``;
+    so each gets exactly the states of its prompt read alone. The cache is
+    cropped back to the prefix after each group.
+    """
+    device = lm.device
+    if len(prefix) + len(suffix) > (limit := _max_tokens(lm)):
+        raise ValueError(f"the transcript and prompt take {len(prefix) + len(suffix)} tokens, more than {lm.spec.name}'s limit {limit}")
+    out = [np.zeros((len(cuts), lm.spec.dim), dtype=np.float32) for _ in layers]
+    n_prefix, width = len(prefix), len(suffix)
+    dtype = next(lm.model.parameters()).dtype
+    causal = torch.tril(torch.ones(width, width, dtype=torch.bool))
+    with torch.inference_mode():
+        prefix_out = lm.model.base_model(input_ids=torch.tensor([prefix], device=device), use_cache=True)
+        cache = prefix_out.cache
+        for first in range(0, len(cuts), int(batch_size)):
+            rows = np.arange(first, min(first + int(batch_size), len(cuts)))
+            n = len(rows)
+            seen = torch.from_numpy(np.arange(n_prefix)[None, :] < cuts[rows][:, None])  # (n, n_prefix)
+            allowed = torch.zeros(n * width, n_prefix + n * width, dtype=torch.bool)
+            allowed[:, :n_prefix] = seen.repeat_interleave(width, dim=0)
+            allowed[:, n_prefix:] = torch.block_diag(*[causal] * n)
+            mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)[None, None].to(device)
+            positions = (torch.from_numpy(cuts[rows])[:, None] + torch.arange(width)[None, :]).reshape(1, -1).to(device)
+            input_ids = torch.tensor([suffix * n], device=device)
+            hidden = lm.model.base_model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
+                                         use_cache=True, output_hidden_states=True).hidden_states
+            cache.crop(n_prefix - cache.get_seq_length())  # back to the prefix
+            for k, layer in enumerate(layers):
+                out[k][rows] = hidden[layer][0].float().reshape(n, width, -1).mean(1).cpu().numpy()
+    return out
+
+
+def instruct_tr_features(
+    model: str | LoadedModel,
+    dataset,
+    run: str,
+    instruction: str,
+    layers: Sequence[int] | None = None,
+    batch_size: int = 16,
+    cache: bool = True,
+) -> list[np.ndarray]:
+    """Instruction-conditioned features of an instruction-tuned text LM, one prompt per volume. Cached.
+
+    The offline recipe for instruction-tuned multimodal models (Oota et al.
+    2025), with text standing in for the audio and the video: for each volume
+    the LM reads the run's transcript up to the end of the volume's interval
+    (``dataset.words(run)``, with who says each word where the dataset has a
+    ``speaker`` column), interleaved with a description channel of what is on
+    screen (a short human-written description of each shot's image from
+    :func:`image_descriptions`, and whose face it shows), then the task
+    ``instruction`` (layout: :func:`transcript_pieces`, :func:`instruct_prompts`).
+    A volume's feature at each layer is the mean hidden state over the
+    prompt's final segment (the instruction and the assistant's turn header):
+    a cheap, documented stand-in for the paper's mean over the tokens of a
+    generated answer. The transcript is read once and shared by every
+    volume's prompt through the KV cache; each volume's states are exactly
+    those of its prompt read alone. Cost: one pass over the run's transcript,
+    plus the final segment (~20 tokens) per volume.
+
+    Parameters
+    ----------
+    model : str or LoadedModel
+        A causal LM (``"smollm2-135m-instruct"`` offline; a base model gives
+        the base-vs-instruction-tuned contrast). The simulated cohorts'
+        generator (``simulate.GENERATOR``) is refused.
+    dataset : Dataset
+        Gives ``runs``, ``words(run)``, ``tr``, ``tr_times(run)`` (or
+        ``n_trs(run)``; volume ``k`` covers ``[t_k, t_k + tr)``), and
+        ``shots(run)`` where it has video (otherwise there is no screen channel).
+    run : str
+    instruction : str
+        The task instruction, e.g. "What emotions do the characters express?".
+    layers : sequence of int, optional
+        Hidden states to return (0 = embeddings); all by default.
+    batch_size : int
+        Volumes per forward pass.
+    cache : bool
+
+    Returns
+    -------
+    list of ndarrays of float32, one per selected layer, each of shape (n_trs, dim)
+    """
+    from .simulate import GENERATOR
+
+    name = model.spec.name if isinstance(model, LoadedModel) else get_spec(model).name if isinstance(model, str) else None
+    if name == GENERATOR:
+        raise ValueError(f"model {name!r} generated the simulated cohorts' semantic signal (simulate.GENERATOR), so no study may "
+                         "evaluate it; use e.g. 'smollm2-135m-instruct'")
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise ValueError(f"instruction must be a non-empty string, got {instruction!r}")
+    if run not in dataset.runs:
+        raise ValueError(f"unknown run {run!r}; valid runs: {', '.join(dataset.runs)}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    words = dataset.words(run).sort_values("onset", kind="stable").reset_index(drop=True)
+    tr = float(dataset.tr)
+    tr_times = _check_tr_times(dataset.tr_times(run) if hasattr(dataset, "tr_times") else np.arange(dataset.n_trs(run)) * tr)
+    pieces, times = transcript_pieces(words, dataset.shots(run) if hasattr(dataset, "shots") else None)
+
+    def run_model(lm: LoadedModel, layer_list: list[int]) -> list[np.ndarray]:
+        prefix, cuts, suffix = instruct_prompts(lm, instruction, pieces, times, tr_times + tr)
+        return _instruct_states(lm, prefix, cuts, suffix, layer_list, int(batch_size))
+
+    parts = {"instruction": instruction.strip(), "pieces": pieces, "times": times, "tr_times": tr_times, "tr": tr,
+             "recipe": INSTRUCT_VERSION}
+    return _cached_layers("instruct_tr_features", model, "causal", layers, parts, cache, run_model)

