@@ -362,9 +362,32 @@ def test_instruct_multimodal_models_are_not_loaded(monkeypatch, no_network):
     monkeypatch.setenv("BRAINALIGN_OFFLINE", "1")
     with pytest.raises(RuntimeError, match="Hugging Face hub .*'smollm2-135m-instruct' through 'instruct.instruct_tr_features'"):
         models.load_model("llava-hf/LLaVA-NeXT-Video-7B-hf")
+    assert "UNVERIFIED" in models.get_spec("pe-av-large").note and "timm" in models.get_spec("pe-av-large").note
     monkeypatch.setenv("BRAINALIGN_OFFLINE", "0")
-    with pytest.raises(NotImplementedError, match="instruct_tr_features"):
-        models.load_model("Qwen/Qwen2-Audio-7B-Instruct")
+    with pytest.raises(NotImplementedError, match="timm vision tower"):
+        models.load_model("pe-av-large")
+
+
+def test_instruct_multimodal_load_model_online(monkeypatch):
+    """Online, load_model builds the registered transformers class and its processor from the hub id (stubbed here)."""
+    import transformers as tf
+
+    monkeypatch.setenv("BRAINALIGN_OFFLINE", "0")
+    calls = []
+    tiny_audio = _tiny_qwen2_audio()
+    for name, (cls, medium) in models.INSTRUCT_CLASSES.items():
+        tiny = tiny_audio.model if medium == "audio" else _tiny_llava_video()
+
+        def load(hub_id, dtype=None, tiny=tiny):
+            calls.append(hub_id)
+            return tiny
+
+        monkeypatch.setattr(tf.AutoProcessor, "from_pretrained", lambda hub_id: f"processor of {hub_id}")
+        monkeypatch.setattr(getattr(tf, cls), "from_pretrained", load)
+        lm = models.load_model(name)
+        assert isinstance(lm, models.LoadedModel) and type(lm.model).__name__ == cls and not lm.model.training
+        assert lm.processor == f"processor of {name}" and lm.revision == f"hub:{name}" and models.instruct_medium(lm.model) == medium
+    assert calls == list(models.INSTRUCT_CLASSES)
 
 
 def test_fusion_states_shapes_and_unimodal_layers(fusion, whisper, effnet, clip):
@@ -521,3 +544,179 @@ def test_instruct_tr_features_errors(monkeypatch):
     with pytest.raises(ValueError, match=r"no description for images \['moon'\]"):
         instruct.instruct_tr_features("smollm2-135m-instruct", _TinyMovie(("coffee", "moon", "rocket")), "ep1", "Describe.")
     assert set(instruct.image_descriptions()) == set(stimuli.MOVIE_IMAGES)
+
+
+# -- instruction-following multimodal LMs: small random copies of the hub classes -----------------------------------------
+
+_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{% for c in m['content'] %}"
+             "{% if c['type'] == 'audio' %}<|audio_bos|><|AUDIO|><|audio_eos|>\n{% elif c['type'] == 'video' %}<video>\n"
+             "{% else %}{{ c['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endfor %}"
+             "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+_SPECIAL = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>", "<video>", "<image>"]
+_TEXT = {"vocab_size": 64, "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 2,
+         "num_key_value_heads": 2}
+
+
+def _tiny_tokenizer():
+    """A word-level fast tokenizer with the chat and media special tokens, built locally."""
+    import transformers as tf
+    from tokenizers import Tokenizer, pre_tokenizers
+    from tokenizers import models as tok_models
+
+    words = "what is happening who speaks describe the sound video scene user assistant".split()
+    vocab = {w: i for i, w in enumerate(_SPECIAL + words)}
+    tok = Tokenizer(tok_models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return tf.PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<pad>", eos_token="<|im_end|>",
+                                      additional_special_tokens=_SPECIAL[2:]), vocab
+
+
+def _finish(name: str, model, processor, vocab) -> models.LoadedModel:
+    model.generation_config.eos_token_id = vocab["<|im_end|>"]
+    model.generation_config.pad_token_id = vocab["<pad>"]
+    return _tiny(name, model, processor, 2, 32)
+
+
+def _tiny_qwen2_audio() -> models.LoadedModel:
+    """Qwen2AudioForConditionalGeneration (2-layer audio encoder and LM, width 32) with a real Qwen2AudioProcessor."""
+    import transformers as tf
+
+    torch.manual_seed(0)
+    tok, vocab = _tiny_tokenizer()
+    processor = tf.Qwen2AudioProcessor(feature_extractor=tf.WhisperFeatureExtractor(feature_size=128), tokenizer=tok,
+                                       chat_template=_TEMPLATE)
+    config = tf.Qwen2AudioConfig(
+        audio_config={"model_type": "qwen2_audio_encoder", "d_model": 32, "encoder_layers": 2, "encoder_attention_heads": 2,
+                      "encoder_ffn_dim": 37, "num_mel_bins": 128},
+        text_config={"model_type": "qwen2", **_TEXT}, audio_token_index=vocab["<|AUDIO|>"])
+    return _finish("Qwen/Qwen2-Audio-7B-Instruct", tf.Qwen2AudioForConditionalGeneration(config), processor, vocab)
+
+
+class _VideoProcessorStandIn:
+    """LlavaNextVideoProcessor's contract (its video processor needs torchvision, not installed): crop to 32 x 32, scale to
+    [0, 1], one ``<video>`` token per pooled patch (4 per frame at patch 8, pool 2)."""
+
+    def __init__(self, tok):
+        self.tok = tok
+
+    def apply_chat_template(self, messages, add_generation_prompt, tokenize):
+        return self.tok.apply_chat_template(messages, chat_template=_TEMPLATE, add_generation_prompt=add_generation_prompt,
+                                            tokenize=tokenize)
+
+    def __call__(self, text, videos, return_tensors):
+        video = torch.from_numpy(np.stack(videos)[:, :, :32, :32]).permute(0, 1, 4, 2, 3).float() / 255
+        enc = self.tok(text.replace("<video>", "<video>" * (4 * video.shape[1])), return_tensors=return_tensors)
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "pixel_values_videos": video}
+
+
+def _tiny_llava_video(processor: bool = False):
+    """LlavaNextVideoForConditionalGeneration (2-layer CLIP tower at 32 px, patch 8; 2-layer Llama LM, width 32)."""
+    import transformers as tf
+
+    torch.manual_seed(1)
+    tok, vocab = _tiny_tokenizer()
+    config = tf.LlavaNextVideoConfig(
+        vision_config={"model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2,
+                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+        text_config={"model_type": "llama", **_TEXT}, video_token_index=vocab["<video>"], image_token_index=vocab["<image>"],
+        vision_feature_layer=-1)
+    model = tf.LlavaNextVideoForConditionalGeneration(config)
+    if not processor:
+        return model
+    return _finish("llava-hf/LLaVA-NeXT-Video-7B-hf", model, _VideoProcessorStandIn(tok), vocab)
+
+
+def _answer_by_hand(lm, inputs, max_new_tokens):
+    """Greedy answer, then every LM state averaged over the answer's positions (cut at the end-of-turn token)."""
+    n = inputs["input_ids"].shape[1]
+    with torch.inference_mode():
+        out = lm.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        answer = out[0, n:].tolist()
+        eos = lm.model.generation_config.eos_token_id
+        answer = answer[: max(1, answer.index(eos))] if eos in answer else answer
+        ids = torch.tensor([inputs["input_ids"][0].tolist() + answer])
+        hidden = lm.model(**{**inputs, "input_ids": ids, "attention_mask": torch.ones_like(ids)}, output_hidden_states=True).hidden_states
+    return len(answer), [h[0, n:].mean(0).numpy() for h in hidden]
+
+
+def test_qwen2_audio_instruct_features(one_thread, monkeypatch):
+    lm = _tiny_qwen2_audio()
+    rng = np.random.default_rng(7)
+    audio = (0.1 * rng.standard_normal(SR * 8)).astype(np.float32)
+    trs, instruction = np.arange(0.0, 8.0, 2.0), "what is happening?"
+    feats = instruct.multimodal_instruct_tr_features(lm, instruction, trs, audio=audio, sr=SR, window=3.0, max_new_tokens=3,
+                                                     cache=False)
+    assert [f.shape for f in feats] == [(4, 32)] * 3 and all(f.dtype == np.float32 and np.isfinite(f).all() for f in feats)
+    # volume 1 ([2, 4) s) reads the audio of [1, 4) s through the real processor: 3 s -> 300 mel frames -> 75 audio tokens
+    inputs = instruct.multimodal_prompt(lm, instruction, audio[SR : 4 * SR])
+    assert int((inputs["input_ids"] == lm.model.config.audio_token_index).sum()) == 75
+    n_answer, expected = _answer_by_hand(lm, inputs, 3)
+    assert 1 <= n_answer <= 3
+    for f, e in zip(feats, expected):
+        np.testing.assert_allclose(f[1], e, rtol=1e-4, atol=1e-5)
+    # another sound from 5 s on moves the volumes whose window holds it (ends 6 and 8 s), not the earlier ones
+    changed = audio.copy()
+    changed[5 * SR :] = np.sin(2 * np.pi * 440 * np.arange(3 * SR) / SR).astype(np.float32)
+    moved = instruct.multimodal_instruct_tr_features(lm, instruction, trs, audio=changed, sr=SR, window=3.0, max_new_tokens=3,
+                                                     layers=[2], cache=False)[0]
+    change = np.linalg.norm(moved - feats[2], axis=1)
+    assert change[:2].max() == 0.0 and change[2:].min() > 1e-3, change
+    # cached: the second call does not run the model
+    first = instruct.multimodal_instruct_tr_features(lm, instruction, trs, audio=audio, sr=SR, window=3.0, max_new_tokens=3,
+                                                     layers=[-1])
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model ran although the features are cached")
+
+    monkeypatch.setattr(instruct, "_answer_states", refuse)
+    again = instruct.multimodal_instruct_tr_features(lm, instruction, trs, audio=audio, sr=SR, window=3.0, max_new_tokens=3,
+                                                     layers=[2])
+    np.testing.assert_array_equal(first[0], again[0])
+    with pytest.raises(AssertionError, match="cached"):  # a longer answer is another entry
+        instruct.multimodal_instruct_tr_features(lm, instruction, trs, audio=audio, sr=SR, window=3.0, max_new_tokens=4)
+
+
+def test_llava_next_video_instruct_features(one_thread):
+    """The model side with LlavaNextVideoProcessor's contract stood in for (its video processor needs torchvision)."""
+    lm = _tiny_llava_video(processor=True)
+    rng = np.random.default_rng(8)
+    frames = rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+    frame_times = np.arange(16) * 0.5
+    trs = np.arange(0.0, 8.0, 2.0)
+    feats = instruct.multimodal_instruct_tr_features(lm, "describe the scene", trs, frames=frames, frame_times=frame_times,
+                                                     window=2.0, n_frames=2, max_new_tokens=3, cache=False)
+    assert [f.shape for f in feats] == [(4, 32)] * 3
+    # volume 2 ([4, 6) s): window [4, 6), frames at 4.5 and 5.5 s (indices 9 and 11)
+    inputs = instruct.multimodal_prompt(lm, "describe the scene", frames[[9, 11]])
+    assert inputs["pixel_values_videos"].shape == (1, 2, 3, 32, 32)
+    _, expected = _answer_by_hand(lm, inputs, 3)
+    for f, e in zip(feats, expected):
+        np.testing.assert_allclose(f[2], e, rtol=1e-4, atol=1e-5)
+    # a frame that no window samples changes nothing; a sampled one changes its volume only
+    other = frames.copy()
+    other[10] = 255 - other[10]
+    same = instruct.multimodal_instruct_tr_features(lm, "describe the scene", trs, frames=other, frame_times=frame_times,
+                                                    window=2.0, n_frames=2, max_new_tokens=3, layers=[2], cache=False)[0]
+    np.testing.assert_array_equal(same, feats[2])
+    other[11] = 255 - other[11]
+    moved = instruct.multimodal_instruct_tr_features(lm, "describe the scene", trs, frames=other, frame_times=frame_times,
+                                                     window=2.0, n_frames=2, max_new_tokens=3, layers=[2], cache=False)[0]
+    change = np.linalg.norm(moved - feats[2], axis=1)
+    assert change[[0, 1, 3]].max() == 0.0 and change[2] > 1e-3, change
+
+
+def test_multimodal_instruct_errors():
+    lm = _tiny_qwen2_audio()
+    audio, trs = np.zeros(SR * 4, np.float32), np.arange(0.0, 4.0, 2.0)
+    with pytest.raises(ValueError, match="instruction must be a non-empty string"):
+        instruct.multimodal_instruct_tr_features(lm, "", trs, audio=audio, sr=SR)
+    with pytest.raises(ValueError, match="max_new_tokens must be an integer >= 1, got 0"):
+        instruct.multimodal_instruct_tr_features(lm, "what?", trs, audio=audio, sr=SR, max_new_tokens=0)
+    with pytest.raises(ValueError, match="either audio"):
+        instruct.multimodal_instruct_tr_features(lm, "what?", trs)
+    with pytest.raises(ValueError, match="reads audio; give audio and sr"):
+        instruct.multimodal_instruct_tr_features(lm, "what?", trs, frames=np.zeros((2, 8, 8, 3), np.uint8),
+                                                 frame_times=[0.0, 1.0], cache=False)
+    with pytest.raises(ValueError, match="'whisper-tiny-en' is a speech model, not a instruct-multimodal model"):
+        instruct.multimodal_instruct_tr_features("whisper-tiny-en", "what?", trs, audio=audio, sr=SR)
+    with pytest.raises(ValueError, match="WhisperEncoder is not a supported"):
+        models.instruct_medium(torch.nn.Module.__new__(type("WhisperEncoder", (torch.nn.Module,), {})))

@@ -6,6 +6,9 @@ instruction-tuned *text* LM stands in for them (:func:`instruct_tr_features`): f
 reads the run's transcript so far, with who speaks, interleaved with a description channel of
 what is on screen (:func:`transcript_pieces`, :func:`image_descriptions`), then the instruction
 (:func:`instruct_prompts`); the feature is the mean state over the prompt's final segment.
+Online, :func:`multimodal_instruct_tr_features` follows the paper: the multimodal model itself
+reads each volume's audio or video window with the instruction, answers greedily, and the
+feature is the mean state over the answer's tokens.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import torch
 from .features import _cached_layers, _check_tr_times, _max_tokens
 from .models import LoadedModel, get_spec
 
-__all__ = ["INSTRUCT_VERSION", "image_descriptions", "instruct_prompts", "instruct_tr_features", "transcript_pieces"]
+__all__ = ["INSTRUCT_VERSION", "image_descriptions", "instruct_prompts", "instruct_tr_features", "multimodal_instruct_tr_features",
+           "multimodal_prompt", "transcript_pieces"]
 
 #: bump when the instruction prompts or the way they are read change
 INSTRUCT_VERSION = 1
@@ -265,3 +269,167 @@ def instruct_tr_features(
     parts = {"instruction": instruction.strip(), "pieces": pieces, "times": times, "tr_times": tr_times, "tr": tr,
              "recipe": INSTRUCT_VERSION}
     return _cached_layers("instruct_tr_features", model, "causal", layers, parts, cache, run_model)
+
+
+# -- instruction-following multimodal LMs (hub): the paper's recipe ----------------------------------------------------
+
+
+def _answer_states(lm: LoadedModel, inputs: dict, layers: list[int], max_new_tokens: int) -> list[np.ndarray]:
+    """Per layer, the language model's mean state over the tokens of a greedily generated answer.
+
+    The answer is generated greedily (at most ``max_new_tokens`` tokens, cut
+    at the first end-of-sequence token, which is kept only when it is the
+    whole answer); then prompt + answer run through the model once, and the
+    states at the answer's positions are averaged.
+
+    Returns
+    -------
+    list of ndarrays of float32, shape (dim,) each, one per layer in ``layers``
+    """
+    model = lm.model
+    n_prompt = inputs["input_ids"].shape[1]
+    with torch.inference_mode():
+        generated = model.generate(**inputs, max_new_tokens=int(max_new_tokens), do_sample=False)
+        answer = generated[0, n_prompt:]
+        eos = model.generation_config.eos_token_id
+        eos = {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None}
+        stops = [i for i, t in enumerate(answer.tolist()) if t in eos]
+        answer = answer[: max(1, stops[0])] if stops else answer
+        full = {**inputs, "input_ids": torch.cat([inputs["input_ids"][0], answer])[None]}
+        full["attention_mask"] = torch.ones_like(full["input_ids"])
+        hidden = model(**full, output_hidden_states=True, use_cache=False).hidden_states
+    return [hidden[layer][0, n_prompt:].float().mean(0).cpu().numpy() for layer in layers]
+
+
+def multimodal_prompt(lm: LoadedModel, instruction: str, media) -> dict:
+    """The model inputs of one instruction about one clip, through the model's processor and chat template.
+
+    Parameters
+    ----------
+    lm : LoadedModel
+        An instruction-following multimodal LM (:data:`models.INSTRUCT_CLASSES`).
+    instruction : str
+    media : array
+        Audio-reading models: a 16 kHz waveform of shape (n_samples,).
+        Video-reading models: uint8 frames of shape (n_frames, height, width, 3).
+
+    Returns
+    -------
+    dict of tensors
+        ``input_ids`` of shape (1, n_tokens) (media placeholders expanded by the
+        processor), ``attention_mask`` and the media tensors, on the model's device.
+    """
+    from .models import SPEECH_SR, instruct_medium
+
+    medium = instruct_medium(lm.model)
+    messages = [{"role": "user", "content": [{"type": medium}, {"type": "text", "text": instruction.strip()}]}]
+    text = lm.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    if medium == "audio":
+        inputs = lm.processor(text=text, audio=[media], sampling_rate=SPEECH_SR, return_tensors="pt")
+    else:
+        inputs = lm.processor(text=text, videos=[media], return_tensors="pt")
+    dtype = next(lm.model.parameters()).dtype
+    return {k: (v.to(lm.device, dtype) if v.is_floating_point() else v.to(lm.device)) for k, v in inputs.items()
+            if isinstance(v, torch.Tensor)}
+
+
+def multimodal_instruct_tr_features(
+    model: str | LoadedModel,
+    instruction: str,
+    tr_times: np.ndarray,
+    audio: np.ndarray | None = None,
+    sr: int | None = None,
+    frames: np.ndarray | None = None,
+    frame_times: np.ndarray | None = None,
+    window: float = 4.0,
+    n_frames: int = 4,
+    max_new_tokens: int = 16,
+    layers: Sequence[int] | None = None,
+    cache: bool = True,
+) -> list[np.ndarray]:
+    """Instruction-conditioned features of an instruction-following multimodal LM (Oota et al. 2025). Cached.
+
+    For each volume ``k`` (interval ``[t_k, t_k + TR)``, ``t_k = tr_times[k]``,
+    TR = the mean step of ``tr_times``) the model reads, in its chat template,
+    the media of the window ``[t_k + TR - window, t_k + TR)`` and the
+    ``instruction``; it answers greedily (at most ``max_new_tokens`` tokens),
+    and the volume's feature at each layer is the language model's mean hidden
+    state over the answer's tokens (:func:`_answer_states`). Qwen2-Audio reads
+    the window's audio (resampled to 16 kHz; at least 0.1 s);
+    LLaVA-NeXT-Video reads ``n_frames`` frames of the window, evenly spaced
+    (the frames shown at those times; a window before the first frame shows it).
+
+    Parameters
+    ----------
+    model : str or LoadedModel
+        ``"Qwen/Qwen2-Audio-7B-Instruct"`` or ``"llava-hf/LLaVA-NeXT-Video-7B-hf"``
+        (hub, loaded only on a cache miss), or a loaded model of those classes.
+    instruction : str
+    tr_times : array of shape (n_trs,)
+        Start of each volume's interval (s), increasing.
+    audio : array of shape (n_samples,), optional
+        Mono waveform (audio models).
+    sr : int, optional
+        Its sample rate (Hz).
+    frames : uint8 array of shape (n_frames_total, height, width, 3), optional
+        Video models.
+    frame_times : array of shape (n_frames_total,), optional
+        When each frame is shown (s), increasing.
+    window : float
+        Seconds of media per volume.
+    n_frames : int
+        Frames per window (video models).
+    max_new_tokens : int
+        Longest answer.
+    layers : sequence of int, optional
+        Language-model hidden states to return (0 = embeddings); all by default.
+    cache : bool
+
+    Returns
+    -------
+    list of ndarrays of float32, one per selected layer, each of shape (n_trs, dim)
+    """
+    from .models import SPEECH_SR, check_audio, check_images, instruct_medium
+
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise ValueError(f"instruction must be a non-empty string, got {instruction!r}")
+    tr_times = _check_tr_times(tr_times)
+    if not (np.isfinite(window) and window > 0):
+        raise ValueError(f"window={window!r} must be a positive number of seconds")
+    for name, value in (("n_frames", n_frames), ("max_new_tokens", max_new_tokens)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if (audio is None) == (frames is None):
+        raise ValueError("give either audio (with sr) for an audio model, or frames (with frame_times) for a video model")
+    ends = tr_times + float(np.mean(np.diff(tr_times)))
+    if audio is not None:
+        if sr is None:
+            raise ValueError("audio needs its sample rate sr")
+        wave = check_audio(audio, sr)
+        parts = {"audio": np.asarray(audio), "sr": int(sr)}
+    else:
+        frames = check_images(frames)
+        frame_times = np.asarray(frame_times, dtype=float) if frame_times is not None else None
+        if frame_times is None or frame_times.shape != (len(frames),) or np.any(np.diff(frame_times) <= 0):
+            raise ValueError(f"frame_times must be increasing with shape ({len(frames)},), got "
+                             f"{None if frame_times is None else frame_times.shape}")
+        parts = {"frames": frames, "frame_times": frame_times, "n_frames": int(n_frames)}
+
+    def clip(k: int):
+        if audio is not None:
+            stop = int(np.clip(round(ends[k] * SPEECH_SR), SPEECH_SR // 10, len(wave)))
+            start = int(np.clip(round((ends[k] - window) * SPEECH_SR), 0, stop - SPEECH_SR // 10))
+            return wave[start:stop]
+        times = ends[k] - window + window * (np.arange(int(n_frames)) + 0.5) / int(n_frames)
+        return frames[np.clip(np.searchsorted(frame_times, times, side="right") - 1, 0, len(frames) - 1)]
+
+    def run(lm: LoadedModel, layer_list: list[int]) -> list[np.ndarray]:
+        medium = instruct_medium(lm.model)
+        if (medium == "audio") != (audio is not None):
+            raise ValueError(f"model {lm.spec.name!r} reads {medium}; give {'audio and sr' if medium == 'audio' else 'frames'}")
+        rows = [_answer_states(lm, multimodal_prompt(lm, instruction, clip(k)), layer_list, max_new_tokens) for k in range(len(ends))]
+        return [np.stack([r[j] for r in rows]).astype(np.float32) for j in range(len(layer_list))]
+
+    parts.update({"instruction": instruction.strip(), "tr_times": tr_times, "window": float(window),
+                  "max_new_tokens": int(max_new_tokens), "recipe": INSTRUCT_VERSION})
+    return _cached_layers("multimodal_instruct_tr_features", model, "instruct-multimodal", layers, parts, cache, run)

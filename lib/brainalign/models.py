@@ -5,8 +5,9 @@ models (kind ``"speech"``) read a waveform; vision models (kind ``"vision"``)
 read RGB images; audio-video models (kind ``"audio-video"``) read both.
 :func:`speech_hidden_states`, :func:`vision_hidden_states` and
 :func:`av_hidden_states` return their layerwise states. Instruction-following
-multimodal LMs (kind ``"instruct-multimodal"``: Qwen2-Audio, LLaVA-NeXT-Video)
-are registered for reference only (hub, 7B); the offline stand-in is an
+multimodal LMs (kind ``"instruct-multimodal"``: Qwen2-Audio, LLaVA-NeXT-Video;
+hub, 7B) load with their processors (:data:`INSTRUCT_CLASSES`) and are read by
+``instruct.multimodal_instruct_tr_features``; the offline stand-in is an
 instruction-tuned text LM reading a transcript and a description of the screen
 (``instruct.instruct_tr_features``).
 
@@ -57,7 +58,8 @@ One audio-video model is built offline from the two:
     states are Whisper's 5, EfficientNet's 17 and the fusion's 3. TVLT, the
     audio-video model of the studies, left transformers in 5.x; the nearest
     one transformers 5.x ships, PE Audio-Video (``"pe-av-large"``), is
-    registered as hub-only.
+    registered as hub-only and is not read yet: its video tower is a timm
+    model, and timm (with torchvision) is not installed.
 
 The other names in :data:`MODELS` come from the Hugging Face hub and need the
 network (``BRAINALIGN_OFFLINE=0``). A packaged model may also be asked for by
@@ -90,10 +92,10 @@ from . import config
 from .cache import Cache
 
 __all__ = [
-    "KINDS", "MODELS", "SPEECH_SR", "TEXT_KINDS", "AVProcessor", "AudioVideoFusion", "ImagePreprocessor", "LoadedModel",
+    "INSTRUCT_CLASSES", "KINDS", "MODELS", "SPEECH_SR", "TEXT_KINDS", "AVProcessor", "AudioVideoFusion", "ImagePreprocessor", "LoadedModel",
     "ModelSpec", "av_hidden_states", "build_av_fusion", "check_audio", "check_available", "check_images", "convert_ct2_whisper",
-    "convert_gguf", "get_spec", "layer_count", "load_model", "model_names", "read_ct2", "revision", "speech_hidden_states",
-    "vision_hidden_states", "whisper_encoder_states", "whisper_mel",
+    "convert_gguf", "get_spec", "instruct_medium", "layer_count", "load_model", "model_names", "read_ct2", "revision",
+    "speech_hidden_states", "vision_hidden_states", "whisper_encoder_states", "whisper_mel",
 ]
 
 log = logging.getLogger(__name__)
@@ -257,19 +259,24 @@ MODELS: dict[str, ModelSpec] = dict([
                "audio-video model; hidden states 0-4 Whisper, 5-21 EfficientNet, 22-24 fusion",
           dims=(384,) * 5 + (32, 16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320) + (256,) * 3),
     _spec("pe-av-large", "audio-video", "facebook/pe-av-large", None, 6, 1792, licence="Apache-2.0",
-          note="Perception Encoder Audio-Visual (PeAudioVideoModel in transformers 5.x, which no longer ships TVLT "
-               "(ZinengTang/tvlt-base)): contrastive audio-video(-text) encoder, PE audio and video encoders joined by a "
-               "6-layer fusion transformer of width 1792 (transformers' PeAudioVideoEncoderConfig defaults, 'pe-av-large "
-               "style'; not checked against the hub config); av_tr_features reads the offline fusion model only"),
+          note="Perception Encoder Audio-Visual (PeAudioVideoModel in transformers 5.x, which no longer ships TVLT): contrastive "
+               "audio-video(-text) encoder; 48 kHz audio through a DAC encoder (25 tokens/s) and video frames through a timm "
+               "ViT (vit_pe_core_large_patch14_336), joined by a 6-layer fusion transformer of width 1792 (transformers' "
+               "PeAudioVideoEncoderConfig defaults, 'pe-av-large style'; UNVERIFIED against the hub config). NOT READABLE by "
+               "brainalign yet: its video tower is a TimmWrapperModel, which needs timm (and torchvision), not installed, so the "
+               "model cannot be built, nor tested on a small copy; av_tr_features reads the offline fusion model only"),
     # -- instruction-following multimodal LMs (Study 6), hub only ------------------------------------------------------
     _spec("Qwen/Qwen2-Audio-7B-Instruct", "instruct-multimodal", "Qwen/Qwen2-Audio-7B-Instruct", None, 32, 4096, instruct=True,
-          licence="Apache-2.0", note="audio + text; Whisper-large-style audio encoder (32 layers, width 1280) and a 7B LM; "
-                                     "LM shape (32 layers, width 4096) from transformers' Qwen2AudioConfig / Qwen2Config "
-                                     "defaults, UNVERIFIED against the hub config (Oota et al. 2025 count 29 states)"),
+          licence="Apache-2.0", note="Qwen2AudioForConditionalGeneration: audio + text; audio encoder 32 layers of width 1280, "
+                                     "128 mel bins (Qwen2AudioEncoderConfig defaults) and a Qwen2 LM of 32 layers, width 4096 "
+                                     "(Qwen2AudioConfig's default text_config); UNVERIFIED against the hub config (Oota et al. "
+                                     "2025 count 29 states); read by instruct.multimodal_instruct_tr_features"),
     _spec("llava-hf/LLaVA-NeXT-Video-7B-hf", "instruct-multimodal", "llava-hf/LLaVA-NeXT-Video-7B-hf", None, 32, 4096,
           instruct=True, licence="Llama 2 Community Licence",
-          note="video + text; CLIP ViT-L vision tower and Vicuna-7B v1.5 (model card), a Llama-2-7B: 32 layers of width "
-               "4096, 33 hidden states as Oota et al. 2025 count them"),
+          note="LlavaNextVideoForConditionalGeneration: video + text; CLIP ViT-L/14-336 vision tower (24 layers, width 1024) "
+               "and a Llama LM of 32 layers, width 4096 (LlavaNextVideoConfig defaults; Vicuna-7B v1.5 per the model card), "
+               "33 hidden states as Oota et al. 2025 count them; UNVERIFIED against the hub config; its processor needs "
+               "torchvision; read by instruct.multimodal_instruct_tr_features"),
 ])
 
 #: packaged models the offline error suggests, by kind
@@ -490,10 +497,9 @@ def load_model(name: str, dtype: torch.dtype = torch.float32, device: str | torc
     """
     spec, source = check_available(name)
     if spec.kind == "instruct-multimodal":
-        raise NotImplementedError(
-            f"model {name!r} is registered for reference (shapes, licence) but brainalign does not load "
-            "instruction-following multimodal LMs; the offline recipe is instruct.instruct_tr_features with "
-            "'smollm2-135m-instruct'")
+        processor, model = _load_instruct(spec, dtype)
+        model.to(device).eval()
+        return LoadedModel(spec=spec, tokenizer=processor, model=model, source=source, revision=revision(name))
     if spec.name == "whisper-efficientnet-fusion":
         return build_av_fusion(dtype=dtype, device=device)
     if spec.kind not in TEXT_KINDS:
@@ -509,6 +515,34 @@ def load_model(name: str, dtype: torch.dtype = torch.float32, device: str | torc
         raise RuntimeError(f"model {name!r} has no fast tokenizer; word features need character offsets")
     model.to(device).eval()
     return LoadedModel(spec=spec, tokenizer=tokenizer, model=model, source=source, revision=revision(name))
+
+
+#: the transformers class of each instruction-following multimodal LM, and the medium it reads
+INSTRUCT_CLASSES = {
+    "Qwen/Qwen2-Audio-7B-Instruct": ("Qwen2AudioForConditionalGeneration", "audio"),
+    "llava-hf/LLaVA-NeXT-Video-7B-hf": ("LlavaNextVideoForConditionalGeneration", "video"),
+}
+
+
+def instruct_medium(model: torch.nn.Module) -> str:
+    """``"audio"`` or ``"video"``: what an instruction-following multimodal LM reads besides text (from its class)."""
+    for cls, medium in INSTRUCT_CLASSES.values():
+        if type(model).__name__ == cls:
+            return medium
+    raise ValueError(f"{type(model).__name__} is not a supported instruction-following multimodal LM; supported classes: "
+                     f"{', '.join(c for c, _ in INSTRUCT_CLASSES.values())}")
+
+
+def _load_instruct(spec: ModelSpec, dtype: torch.dtype) -> tuple[Any, torch.nn.Module]:
+    """Processor and model of a hub instruction-following multimodal LM (network)."""
+    import transformers
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    cls, _ = INSTRUCT_CLASSES[spec.name]
+    processor = transformers.AutoProcessor.from_pretrained(spec.hub_id)
+    model = getattr(transformers, cls).from_pretrained(spec.hub_id, dtype=dtype)
+    return processor, model
 
 
 # -- speech and vision models -------------------------------------------------------------------------------------------
@@ -736,10 +770,13 @@ def _load_media(spec: ModelSpec, source: str, dtype: torch.dtype) -> tuple[Any, 
             folder, processor = _whisper_folder(spec), WhisperFeatureExtractor(feature_size=80)
             return processor, WhisperModel.from_pretrained(folder, local_files_only=True, **kwargs).get_encoder()
         return WhisperFeatureExtractor.from_pretrained(spec.hub_id), WhisperModel.from_pretrained(spec.hub_id, **kwargs).get_encoder()
-    from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoModel, AutoProcessor, CLIPVisionModel
+    from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoModel, CLIPVisionModel
 
-    if spec.kind == "audio-video":  # hub audio-video models (PE Audio-Video): processor and model, states not wired
-        return AutoProcessor.from_pretrained(spec.hub_id), AutoModel.from_pretrained(spec.hub_id, **kwargs)
+    if spec.kind == "audio-video":  # PE Audio-Video: see its registry note
+        raise NotImplementedError(
+            f"model {spec.name!r} is registered for reference only: transformers' PeAudioVideoModel reads frames through a "
+            "timm vision tower (TimmWrapperModel), and timm (with torchvision) is not a brainalign dependency, so the model "
+            "cannot be built or tested here; use 'whisper-efficientnet-fusion'")
     if spec.kind == "speech":
         return AutoFeatureExtractor.from_pretrained(spec.hub_id), AutoModel.from_pretrained(spec.hub_id, **kwargs)
     auto = CLIPVisionModel if spec.name.startswith("clip") else AutoModel
