@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import socket
 import time
 
 import numpy as np
@@ -13,17 +12,6 @@ import torch
 from brainalign import models
 
 SENTENCE = "The keeper lit the lamp and watched the small boats come home."
-
-
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args}")
-
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
 
 
 def test_unknown_name_lists_valid_names():

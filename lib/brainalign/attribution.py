@@ -141,10 +141,16 @@ def iou_curve(attr_a: np.ndarray, attr_b: np.ndarray, thresholds: Sequence[float
     -------
     iou : array of shape (n_thresholds,)
     """
+    a, b = _pair(attr_a, attr_b)
+    return np.array([iou(important_set(a, t), important_set(b, t)) for t in _check_thresholds(thresholds)])
+
+
+def _pair(attr_a: np.ndarray, attr_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two attributions of the same words, as vectors."""
     a, b = _vector(attr_a), _vector(attr_b)
     if a.shape != b.shape:
         raise ValueError(f"the two attributions must cover the same words, got shapes {a.shape} and {b.shape}")
-    return np.array([iou(important_set(a, t), important_set(b, t)) for t in _check_thresholds(thresholds)])
+    return a, b
 
 
 def random_iou(n_words: int, size_a: int, size_b: int) -> float:
@@ -168,9 +174,7 @@ def random_iou_curve(attr_a: np.ndarray, attr_b: np.ndarray, thresholds: Sequenc
     -------
     iou : array of shape (n_thresholds,)
     """
-    a, b = _vector(attr_a), _vector(attr_b)
-    if a.shape != b.shape:
-        raise ValueError(f"the two attributions must cover the same words, got shapes {a.shape} and {b.shape}")
+    a, b = _pair(attr_a, attr_b)
     sa, sb = set_sizes(a, thresholds), set_sizes(b, thresholds)
     return np.array([random_iou(a.size, int(x), int(y)) for x, y in zip(sa, sb)])
 

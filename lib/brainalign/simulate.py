@@ -244,6 +244,19 @@ def _space(groups: dict[str, tuple[str, ...]] | None = None) -> tuple[np.ndarray
     return vertices, roi_index, roi_names, hemi
 
 
+def _write_truth_and_space(folder: Path, truth: dict, sources: tuple[str, ...], dims: dict, ev_all: list,
+                           roi_sources: dict, roi_names: list[str], vertices: np.ndarray, roi_index: np.ndarray,
+                           hemi: np.ndarray) -> None:
+    """Save a cohort's ground truth (the per-run sources in ``truth``, plus what was planted where) and its space."""
+    truth["source_names"] = np.array(sources)
+    truth["source_dims"] = np.array([dims[n] for n in sources])
+    truth["ev"] = np.array(ev_all, np.float32)
+    truth["roi_sources"] = np.array([[roi_sources.get(r, {}).get(n, 0.0) for n in sources] for r in roi_names], np.float32)
+    truth["roi_names"] = np.array(roi_names)
+    np.savez(folder / "ground_truth.npz", **truth)
+    np.savez(folder / "space.npz", vertices=vertices, roi_index=roi_index, roi_names=np.array(roi_names), hemisphere=hemi)
+
+
 # -- responses --------------------------------------------------------------------
 def _hrf(x: np.ndarray, tr: float = TR) -> np.ndarray:
     from .stimuli import convolve_hrf
@@ -373,16 +386,7 @@ def _write_cohort(root: Path, seed: int) -> None:
                 f.create_dataset("data", data=data if s == test else data[0])
     for s in stories:
         truth[f"sources/{s}"] = np.concatenate([_hrf(sources[s][n])[keep] for n in SOURCES], axis=1)
-    truth["source_names"] = np.array(SOURCES)
-    truth["source_dims"] = np.array([dims[n] for n in SOURCES])
-    truth["ev"] = np.array(ev_all, np.float32)
-    truth["roi_sources"] = np.array(
-        [[ROI_SOURCES.get(r, {}).get(n, 0.0) for n in SOURCES] for r in roi_names], np.float32
-    )
-    truth["roi_names"] = np.array(roi_names)
-    np.savez(deriv / "brainalign" / "ground_truth.npz", **truth)
-    np.savez(deriv / "brainalign" / "space.npz", vertices=vertices, roi_index=roi_index,
-             roi_names=np.array(roi_names), hemisphere=hemi)
+    _write_truth_and_space(deriv / "brainalign", truth, SOURCES, dims, ev_all, ROI_SOURCES, roi_names, vertices, roi_index, hemi)
     split = {k: m[k] for k in ("version", "train", "test", "subjects", "held_out_subjects", "n_repeats")}
     split.update(seed=seed, cohort_version=COHORT_VERSION, generator=GENERATOR, simulated=True)
     (deriv / "brainalign" / "split.json").write_text(json.dumps(split, indent=1))
@@ -652,16 +656,8 @@ def _write_movie_cohort(root: Path, seed: int) -> None:
     for r in runs:
         truth[f"sources/{r}"] = np.concatenate([hrf_sources[r][n] for n in MOVIE_SOURCES], axis=1).astype(np.float32)
         truth[f"stimulus_sources/{r}"] = np.concatenate([sources[r][n] for n in MOVIE_SOURCES], axis=1)
-    truth["source_names"] = np.array(MOVIE_SOURCES)
-    truth["source_dims"] = np.array([dims[n] for n in MOVIE_SOURCES])
-    truth["ev"] = np.array(ev_all, np.float32)
-    truth["roi_sources"] = np.array(
-        [[MOVIE_ROI_SOURCES.get(r, {}).get(n, 0.0) for n in MOVIE_SOURCES] for r in roi_names], np.float32
-    )
-    truth["roi_names"] = np.array(roi_names)
-    np.savez(root / "brainalign" / "ground_truth.npz", **truth)
-    np.savez(root / "brainalign" / "space.npz", vertices=vertices, roi_index=roi_index,
-             roi_names=np.array(roi_names), hemisphere=hemi)
+    _write_truth_and_space(root / "brainalign", truth, MOVIE_SOURCES, dims, ev_all, MOVIE_ROI_SOURCES, roi_names,
+                           vertices, roi_index, hemi)
     split = {k: m[k] for k in ("version", "train", "test", "subjects", "held_out_subjects", "n_repeats")}
     split.update(seed=seed, cohort_version=MOVIE_COHORT_VERSION, generator=GENERATOR, simulated=True,
                  tr=MOVIE_TR, fps=MOVIE_FPS, frame_size=MOVIE_SIZE, sr=MOVIE_SR,
