@@ -57,6 +57,7 @@ bench: venv
 	$(BIN)/python bench/bench_features.py
 	$(BIN)/python bench/bench_encoding.py
 	$(BIN)/python bench/bench_media.py
+	$(BIN)/python bench/bench_tuning.py
 
 clean:
 	rm -rf book/_build book/_run book/ledger.md .pytest_cache

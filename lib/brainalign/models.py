@@ -876,7 +876,8 @@ def whisper_mel(lm: LoadedModel, clips: list[np.ndarray]) -> tuple[torch.Tensor,
     return mel[..., : min(2 * int(n_frames.max()) + 2, 2 * lm.model.config.max_source_positions)], n_frames
 
 
-def whisper_encoder_states(encoder: torch.nn.Module, mel: torch.Tensor, n_frames: Sequence[int] | None = None) -> list[torch.Tensor]:
+def whisper_encoder_states(encoder: torch.nn.Module, mel: torch.Tensor, n_frames: Sequence[int] | None = None,
+                           n_blocks: int | None = None) -> list[torch.Tensor]:
     """All hidden states of a Whisper encoder run on exactly the frames it is given (no padding to 30 s).
 
     transformers' ``WhisperEncoder.forward`` insists on 3000 mel frames (30 s);
@@ -896,12 +897,14 @@ def whisper_encoder_states(encoder: torch.nn.Module, mel: torch.Tensor, n_frames
         Only the first ``T = max(n_frames)`` frames are run; the rest of a
         shorter row is padding, masked out of the attention, so a row's real
         frames get the same states as when it is run alone.
+    n_blocks : int, optional
+        Run only the first ``n_blocks`` blocks (default: all).
 
     Returns
     -------
-    list of ``encoder_layers + 1`` tensors of shape (batch, T, d_model)
+    list of ``n_blocks + 1`` tensors of shape (batch, T, d_model)
         The input to the first block (convolutions + positions), then each
-        block's output, the last one after the final layer norm.
+        block's output, the last block's after the final layer norm.
     """
     dtype = encoder.conv1.weight.dtype
     x = torch.nn.functional.gelu(encoder.conv1(mel.to(encoder.conv1.weight.device, dtype)))
@@ -917,10 +920,12 @@ def whisper_encoder_states(encoder: torch.nn.Module, mel: torch.Tensor, n_frames
         mask = torch.zeros(len(keys), 1, 1, t, dtype=hidden.dtype, device=hidden.device)
         mask.masked_fill_(keys[:, None, None, :], torch.finfo(hidden.dtype).min)
     states = [hidden]
-    for layer in encoder.layers:
+    blocks = encoder.layers if n_blocks is None else encoder.layers[: int(n_blocks)]
+    for layer in blocks:
         hidden = layer(hidden, mask)
         states.append(hidden)
-    states[-1] = encoder.layer_norm(hidden)
+    if len(blocks) == len(encoder.layers):
+        states[-1] = encoder.layer_norm(hidden)
     return states
 
 

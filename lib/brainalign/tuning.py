@@ -1,0 +1,750 @@
+"""Brain-tuning of speech models: single- and multi-participant, LoRA, one shared head.
+
+The recipe of Moussa & Toneva (2025). Each sample is the audio window that
+ends at one TR (``window`` seconds: the TR's own ``tr`` seconds and the
+seconds before; silence before the story's onset counts as zeros) paired with
+that TR's responses of every tuning participant. The speech model gets LoRA
+adapters (:func:`lora_config`: rank 8, alpha 32, dropout 0.1) on its
+attention projections only (``q_proj, k_proj, v_proj, out_proj``) of every
+block, or of the last ``lora_layers`` blocks; everything else, the
+convolutional front end included, stays frozen (the frozen part's output is
+computed once per window, without gradients). The last hidden
+state is averaged over time and read by **one linear head shared by all
+participants**. The loss is the mean squared error on the participant's
+z-scored responses; with ``strategy="in_turn"`` (the study's choice), each
+stimulus batch is used once per participant, in turn, each time with its own
+backward pass and optimiser step (``"mean_loss"``: one step on the mean of
+the participants' losses). AdamW, a linear warm-up over ``warmup`` of the
+planned steps then a linear decay to 0, and early stopping on the loss of the
+validation runs.
+
+Training state (adapters, head, optimiser, scheduler, RNG, history) is saved
+in the cache (``<cache>/brain_tuning/<key>/``) every ``checkpoint_every``
+batches and after every epoch, under a key made of every parameter, the
+model's revision and the data; a run that is interrupted resumes from its last
+checkpoint and ends where an uninterrupted run would, and a finished run is
+read back instead of retrained.
+
+A tuned model's features go through the same path as the pretrained
+model's: :meth:`BrainTuner.tuned_model` returns a :class:`models.LoadedModel`
+with the adapters merged into the weights and a revision naming the tuning
+run, for :func:`features.speech_tr_features` (which caches it apart from the
+pretrained model).
+
+The downstream probe's labels come from phone timings: :func:`phone_class`
+maps espeak-ng phoneme mnemonics (the simulated cohort's TextGrids, tier 0) to
+six broad classes and :func:`frame_phone_classes` labels model frames.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import models
+from .cache import Cache, atomic_write, digest
+
+__all__ = [
+    "LORA_TARGETS", "PHONE_CLASSES", "STRATEGIES", "TUNING_VERSION", "BrainTuner", "TuningData", "frame_phone_classes",
+    "lora_config", "phone_class", "tuning_data", "window_bounds",
+]
+
+log = logging.getLogger(__name__)
+
+#: bump when a tuning run's numbers change for the same parameters
+TUNING_VERSION = 2
+#: the modules that get LoRA adapters (attention projections of Whisper, wav2vec2 and HuBERT)
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
+#: how the participants' losses are combined
+STRATEGIES = ("in_turn", "mean_loss")
+#: broad phoneme classes of the downstream probe (frames outside any phone are "silence")
+PHONE_CLASSES = ("vowel", "stop", "fricative", "nasal", "approximant", "silence")
+
+_VOWEL_START = set("aeiouAEIOUV03@")
+_STOPS = {"p", "b", "t", "d", "k", "g", "t#", "t2", "d#", "?"}
+_FRICATIVES = {"f", "v", "T", "D", "s", "z", "S", "Z", "h", "x", "tS", "dZ"}
+_NASALS = {"m", "n", "N", "n-", "m-"}
+_APPROXIMANTS = {"l", "r", "w", "j", "r-", "l-", "R"}
+
+
+# -- phone labels for the downstream probe ---------------------------------------------------------
+
+
+def phone_class(symbol: str) -> str | None:
+    """The broad class of an espeak-ng phoneme mnemonic, or None when it is not a phone.
+
+    Stress marks (``'`` and ``,``) are ignored; affricates count as fricatives;
+    syllabic consonants (``n-``, ``@L``) follow their consonant or vowel start.
+
+    Parameters
+    ----------
+    symbol : str
+        E.g. ``"'aU"``, ``"t#"``, ``"n"``.
+
+    Returns
+    -------
+    str in :data:`PHONE_CLASSES` or None
+    """
+    s = str(symbol).strip().lstrip("',")
+    if not s:
+        return None
+    if s in _STOPS:
+        return "stop"
+    if s in _FRICATIVES:
+        return "fricative"
+    if s in _NASALS:
+        return "nasal"
+    if s in _APPROXIMANTS:
+        return "approximant"
+    if s[0] in _VOWEL_START:
+        return "vowel"
+    return None
+
+
+def frame_phone_classes(phones: pd.DataFrame, n_frames: int, fps: float = 50.0) -> np.ndarray:
+    """The phone class at the centre of every model frame.
+
+    Parameters
+    ----------
+    phones : DataFrame with columns ``word`` (the phone symbol), ``onset``, ``offset`` (s)
+        E.g. ``stimuli.read_textgrid(path, tier=0)``.
+    n_frames : int
+        Frames of the model's states over the audio.
+    fps : float
+        Frames per second (50 for Whisper).
+
+    Returns
+    -------
+    labels : ndarray of str, shape (n_frames,)
+        A class of :data:`PHONE_CLASSES`, or ``""`` for a phone of no class.
+    """
+    missing = {"word", "onset", "offset"} - set(phones.columns)
+    if missing:
+        raise ValueError(f"phones lacks columns {sorted(missing)}; expected word, onset, offset")
+    centres = (np.arange(int(n_frames)) + 0.5) / float(fps)
+    labels = np.full(int(n_frames), "silence", dtype=object)
+    onsets, offsets = phones["onset"].to_numpy(float), phones["offset"].to_numpy(float)
+    idx = np.searchsorted(onsets, centres, side="right") - 1
+    inside = (idx >= 0) & (centres < offsets[np.clip(idx, 0, None)])
+    classes = np.array([phone_class(p) or "" for p in phones["word"]], dtype=object)
+    labels[inside] = classes[idx[inside]]
+    return labels.astype(str)
+
+
+# -- data -----------------------------------------------------------------------------------------
+
+
+def window_bounds(tr_times: np.ndarray, tr: float, window: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
+    """The audio window of every TR, in samples at :data:`models.SPEECH_SR`.
+
+    The window of the TR at time ``t`` (the centre of its ``tr`` seconds) ends
+    at ``t + tr / 2`` and starts ``window`` seconds earlier: the TR's own audio
+    and the seconds before it. Bounds may fall outside the audio (the
+    missing part is read as silence).
+
+    Parameters
+    ----------
+    tr_times : array of shape (n_trs,)
+    tr : float
+        Seconds per TR.
+    window : float
+        Window length in seconds (``>= tr``).
+
+    Returns
+    -------
+    start, stop : int arrays of shape (n_trs,)
+    """
+    tr_times = np.asarray(tr_times, dtype=float)
+    if tr_times.ndim != 1 or len(tr_times) == 0:
+        raise ValueError(f"tr_times must be a non-empty 1-D array, got shape {tr_times.shape}")
+    if not (np.isfinite(tr) and tr > 0):
+        raise ValueError(f"tr={tr!r} must be a positive number of seconds")
+    if not (np.isfinite(window) and window >= tr):
+        raise ValueError(f"window={window!r} must be at least one TR ({tr} s)")
+    stop = np.round((tr_times + tr / 2) * models.SPEECH_SR).astype(np.int64)
+    return stop - int(round(window * models.SPEECH_SR)), stop
+
+
+@dataclass
+class TuningData:
+    """Audio windows paired with the responses of several participants.
+
+    Attributes
+    ----------
+    audio : dict run -> float32 array of shape (n_samples,)
+        At :data:`models.SPEECH_SR`.
+    bounds : dict run -> (start, stop) int arrays of shape (n_trs,)
+        Each TR's window (:func:`window_bounds`).
+    responses : dict subject -> dict run -> float32 array of shape (n_trs, n_voxels)
+        Every subject has every run, with the run's number of TRs.
+    """
+
+    audio: dict[str, np.ndarray]
+    bounds: dict[str, tuple[np.ndarray, np.ndarray]]
+    responses: dict[str, dict[str, np.ndarray]]
+    subjects: list[str] = field(init=False)
+    runs: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.runs = list(self.audio)
+        self.subjects = list(self.responses)
+        if not self.runs or not self.subjects:
+            raise ValueError("TuningData needs at least one run and one subject")
+        if set(self.bounds) != set(self.runs):
+            raise ValueError(f"bounds has runs {sorted(self.bounds)} but audio has {sorted(self.runs)}")
+        widths = {int(np.median(stop - start)) for start, stop in self.bounds.values()}
+        if len(widths) != 1:
+            raise ValueError(f"every window must have one length, got {sorted(widths)} samples")
+        n_vox = set()
+        for s, per_run in self.responses.items():
+            for r in self.runs:
+                if r not in per_run:
+                    raise ValueError(f"subject {s!r} has no responses for run {r!r}; runs: {self.runs}")
+                y = per_run[r]
+                if y.ndim != 2 or len(y) != len(self.bounds[r][0]):
+                    raise ValueError(f"responses of {s!r} in {r!r} have shape {y.shape}; expected ({len(self.bounds[r][0])}, n_voxels)")
+                n_vox.add(y.shape[1])
+        if len(n_vox) != 1:
+            raise ValueError(f"subjects must share one space (one number of voxels), got {sorted(n_vox)}")
+
+    @property
+    def window_samples(self) -> int:
+        start, stop = next(iter(self.bounds.values()))
+        return int(stop[0] - start[0])
+
+    @property
+    def n_voxels(self) -> int:
+        return int(next(iter(next(iter(self.responses.values())).values())).shape[1])
+
+    def clips(self, run: str, rows: np.ndarray) -> list[np.ndarray]:
+        """The windows of TRs ``rows`` of ``run``, zero-padded outside the audio: float32 (window_samples,) each."""
+        audio, (start, stop) = self.audio[run], self.bounds[run]
+        out = []
+        for i in rows:
+            clip = np.zeros(int(stop[i] - start[i]), dtype=np.float32)
+            lo, hi = max(0, int(start[i])), min(len(audio), int(stop[i]))
+            if hi > lo:
+                clip[lo - int(start[i]) : hi - int(start[i])] = audio[lo:hi]
+            out.append(clip)
+        return out
+
+    def digest(self) -> str:
+        """A hash of the audio, windows and responses (part of the tuning run's key)."""
+        return digest({"audio": self.audio, "bounds": {r: list(b) for r, b in self.bounds.items()},
+                       "responses": self.responses})
+
+
+def tuning_data(ds, subjects: Sequence[str], runs: Sequence[str], voxels: np.ndarray | None = None,
+                window: float = 10.0) -> TuningData:
+    """A :class:`TuningData` from a dataset with audio.
+
+    Parameters
+    ----------
+    ds : datasets.Dataset
+        With ``audio(run)``.
+    subjects : sequence of str
+        Participants (must share the dataset's space).
+    runs : sequence of str
+    voxels : bool array of shape (n_voxels,), optional
+        The tuning targets (default: all voxels).
+    window : float
+        Seconds of audio per TR (:func:`window_bounds`).
+    """
+    for s in subjects:
+        if s not in ds.subjects:
+            raise ValueError(f"unknown subject {s!r} in {ds.name}; valid: {ds.subjects}")
+    for r in runs:
+        if r not in ds.runs:
+            raise ValueError(f"unknown run {r!r} in {ds.name}; valid: {ds.runs}")
+    audio, bounds = {}, {}
+    for r in runs:
+        wave, sr = ds.audio(r)
+        audio[r] = models.check_audio(wave, sr)
+        bounds[r] = window_bounds(ds.tr_times(r), ds.tr, window)
+    responses = {}
+    for s in subjects:
+        responses[s] = {}
+        for r in runs:
+            y = np.asarray(ds.responses(s, r), dtype=np.float32)
+            if voxels is not None:
+                if len(voxels) != y.shape[1]:
+                    raise ValueError(f"voxels has {len(voxels)} entries but {ds.name} has {y.shape[1]} voxels")
+                y = y[:, np.asarray(voxels, bool)]
+            responses[s][r] = y
+    return TuningData(audio, bounds, responses)
+
+
+# -- model ----------------------------------------------------------------------------------------
+
+
+def lora_config(rank: int = 8, alpha: float = 32, dropout: float = 0.1, layers: Sequence[int] | None = None):
+    """peft's ``LoraConfig`` on the attention projections (:data:`LORA_TARGETS`) only.
+
+    ``layers``: the transformer blocks that get adapters (default: all).
+    """
+    from peft import LoraConfig
+
+    if int(rank) < 1:
+        raise ValueError(f"rank must be >= 1, got {rank!r}")
+    if not 0 <= float(dropout) < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    where = {} if layers is None else {"layers_to_transform": [int(x) for x in layers], "layers_pattern": "layers"}
+    return LoraConfig(r=int(rank), lora_alpha=float(alpha), lora_dropout=float(dropout), target_modules=list(LORA_TARGETS),
+                      bias="none", **where)
+
+
+def _is_whisper(lm: models.LoadedModel) -> bool:
+    return bool(lm.spec.hub_id and lm.spec.hub_id.startswith("openai/whisper"))
+
+
+def _blocks(lm: models.LoadedModel) -> torch.nn.ModuleList:
+    return lm.model.layers if _is_whisper(lm) else lm.model.encoder.layers
+
+
+def _state(lm: models.LoadedModel, clips: list[np.ndarray], k: int) -> torch.Tensor:
+    """Hidden state ``k`` (the input to block ``k``) of equal-length clips, without gradients."""
+    with torch.no_grad():
+        if _is_whisper(lm):
+            mel, n_frames = models.whisper_mel(lm, clips)
+            return models.whisper_encoder_states(lm.model, mel, n_frames, n_blocks=k)[k]
+        inputs = lm.processor(clips, sampling_rate=models.SPEECH_SR, return_tensors="pt")
+        x = inputs["input_values"].to(lm.device, next(lm.model.parameters()).dtype)
+        return lm.model(x, output_hidden_states=True).hidden_states[k]
+
+
+def _last_state(lm: models.LoadedModel, hidden: torch.Tensor, k: int) -> torch.Tensor:
+    """The last hidden state, from state ``k``: blocks ``k, k + 1, ...`` and the final norm (with gradients)."""
+    for block in _blocks(lm)[k:]:
+        hidden = block(hidden, None)
+        hidden = hidden[0] if isinstance(hidden, tuple) else hidden  # some transformers versions return a tuple
+    if _is_whisper(lm):
+        return lm.model.layer_norm(hidden)
+    return lm.model.encoder.layer_norm(hidden) if lm.model.config.do_stable_layer_norm else hidden
+
+
+class _Net(torch.nn.Module):
+    """Speech model with LoRA adapters on blocks ``first, ...``, mean pooling of the last state, a shared linear head.
+
+    Everything before block ``first`` is frozen, so its output (:meth:`prefix`)
+    is computed without gradients, in eval mode, and can be kept.
+    """
+
+    def __init__(self, lm: models.LoadedModel, n_outputs: int, config, first: int) -> None:
+        from peft import get_peft_model
+
+        super().__init__()
+        self.lm, self.first = lm, int(first)
+        for p in lm.model.parameters():
+            p.requires_grad_(False)  # the convolutional front end and every non-adapter weight stay frozen
+        self.peft = get_peft_model(lm.model, config)  # injects the adapters into lm.model in place
+        self.head = torch.nn.Linear(lm.spec.dim, int(n_outputs))
+
+    def prefix(self, clips: list[np.ndarray]) -> torch.Tensor:
+        training = self.training
+        self.eval()
+        try:
+            return _state(self.lm, clips, self.first)
+        finally:
+            self.train(training)
+
+    def forward(self, prefix: torch.Tensor) -> torch.Tensor:
+        return self.head(_last_state(self.lm, prefix, self.first).float().mean(dim=1))
+
+    def trainable(self) -> dict[str, torch.nn.Parameter]:
+        return {n: p for n, p in self.named_parameters() if p.requires_grad}
+
+
+# -- the trainer ----------------------------------------------------------------------------------
+
+
+class BrainTuner:
+    """Brain-tune a speech model on one or several participants (LoRA + one shared linear head).
+
+    Parameters
+    ----------
+    model : str, default="whisper-tiny-en"
+        A speech model of :data:`models.MODELS` (``wav2vec2-base-960h``, ``hubert-base-ls960`` online).
+    rank, alpha, dropout : int, float, float, default=8, 32, 0.1
+        LoRA settings (:func:`lora_config`).
+    lr : float, default=1e-4
+        AdamW learning rate of the adapters.
+    head_lr : float or None, default=None
+        Learning rate of the head (None: ``lr``).
+    weight_decay : float, default=0.01
+        AdamW weight decay.
+    batch_size : int, default=8
+        Windows per stimulus batch.
+    max_epochs : int, default=30
+    warmup : float, default=0.1
+        Fraction of the planned steps with a linear warm-up; then linear decay to 0.
+    patience : int, default=3
+        Epochs without a lower validation loss before stopping.
+    strategy : {"in_turn", "mean_loss"}, default="in_turn"
+        Participants' losses back-propagated one after the other (one optimiser
+        step each) or averaged (one step per batch).
+    lora_layers : int or None, default=None
+        Adapt only the last ``lora_layers`` transformer blocks (None: all, as
+        the study). The blocks below are then frozen too: their output is
+        computed once per window, without gradients, which makes an epoch
+        cheaper (a scaled-down run on a CPU).
+    train_fraction : float, default=1.0
+        Fraction of the training TRs used per epoch (every k-th TR; 1: all).
+    checkpoint_every : int, default=20
+        Batches between checkpoints (and one after every epoch).
+    keep_prefix_gb : float, default=4.0
+        Keep the frozen blocks' output of every window in memory when it needs
+        at most this many GB (else it is recomputed for every batch; the
+        result is the same).
+    seed : int, default=0
+    device : str, default="cpu"
+    cache : bool, default=True
+        Save checkpoints and the result in the cache (resume, and no retraining).
+    cache_dir : path, optional
+        Where (default: the library's cache, ``config.cache_dir()``).
+    progress : bool, default=True
+        tqdm progress bars.
+
+    Attributes
+    ----------
+    net_ : torch.nn.Module
+        The tuned model (best validation epoch) with its head.
+    subjects_ : list of str
+        The tuning participants, in the order their losses are taken.
+    history_ : DataFrame
+        One row per optimiser step: epoch, batch, subject (``"mean"`` for
+        ``mean_loss``), loss, lr; and per epoch ``val_loss`` in ``epochs_``.
+    epochs_ : DataFrame
+        epoch, train_loss, val_loss.
+    best_epoch_ : int
+    mean_val_loss_ : float
+        Validation loss of predicting every voxel's training mean: what tuning has to beat.
+    key_ : str
+        The run's cache key (part of the tuned model's revision).
+    resumed_ : bool
+        Whether training restarted from a checkpoint; ``from_cache_`` whether
+        a finished run was read back.
+    train_seconds_ : float
+        Seconds spent training in this call.
+    """
+
+    def __init__(self, model: str = "whisper-tiny-en", rank: int = 8, alpha: float = 32, dropout: float = 0.1, lr: float = 1e-4,
+                 head_lr: float | None = None, weight_decay: float = 0.01, batch_size: int = 8, max_epochs: int = 30,
+                 warmup: float = 0.1, patience: int = 3, strategy: str = "in_turn", lora_layers: int | None = None,
+                 train_fraction: float = 1.0, checkpoint_every: int = 20, keep_prefix_gb: float = 4.0, seed: int = 0,
+                 device: str = "cpu", cache: bool = True, cache_dir: str | Path | None = None, progress: bool = True) -> None:
+        self.model = model
+        self.rank = rank
+        self.alpha = alpha
+        self.dropout = dropout
+        self.lr = lr
+        self.head_lr = head_lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.warmup = warmup
+        self.patience = patience
+        self.strategy = strategy
+        self.lora_layers = lora_layers
+        self.train_fraction = train_fraction
+        self.checkpoint_every = checkpoint_every
+        self.keep_prefix_gb = keep_prefix_gb
+        self.seed = seed
+        self.device = device
+        self.cache = cache
+        self.cache_dir = cache_dir
+        self.progress = progress
+
+    # -- parameters ---------------------------------------------------------
+    _KEY_PARAMS = ("rank", "alpha", "dropout", "lr", "head_lr", "weight_decay", "batch_size", "max_epochs", "warmup",
+                   "patience", "strategy", "lora_layers", "train_fraction", "seed")
+
+    def get_params(self, deep: bool = True) -> dict:
+        names = ("model", *self._KEY_PARAMS, "checkpoint_every", "keep_prefix_gb", "device", "cache", "cache_dir", "progress")
+        return {n: getattr(self, n) for n in names}
+
+    def _validate(self) -> models.ModelSpec:
+        spec = models.get_spec(self.model)  # unknown names: a ValueError listing the valid ones
+        if spec.kind != "speech":
+            raise ValueError(f"model {self.model!r} is a {spec.kind} model; brain-tuning reads speech models: "
+                             f"{', '.join(models.model_names('speech'))}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; valid: {list(STRATEGIES)}")
+        if self.lora_layers is not None and not 1 <= int(self.lora_layers) <= spec.n_layers:
+            raise ValueError(f"lora_layers={self.lora_layers!r}: {spec.name} has {spec.n_layers} blocks; "
+                             f"give 1..{spec.n_layers} or None (all)")
+        for name in ("batch_size", "max_epochs", "patience", "checkpoint_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not 0 <= float(self.warmup) < 1:
+            raise ValueError(f"warmup must be in [0, 1), got {self.warmup!r}")
+        if not 0 < float(self.train_fraction) <= 1:
+            raise ValueError(f"train_fraction must be in (0, 1], got {self.train_fraction!r}")
+        if not (float(self.lr) > 0 and (self.head_lr is None or float(self.head_lr) > 0)):
+            raise ValueError(f"lr={self.lr!r} and head_lr={self.head_lr!r} must be positive")
+        return spec
+
+    # -- fitting ------------------------------------------------------------
+    def fit(self, data: TuningData, train_runs: Sequence[str], val_runs: Sequence[str], refit: bool = False) -> BrainTuner:
+        """Tune on ``train_runs``, stopping early on the loss of ``val_runs``.
+
+        Parameters
+        ----------
+        data : TuningData
+            Windows and responses; every subject of ``data`` is a tuning participant.
+        train_runs, val_runs : sequence of str
+            Disjoint, non-empty runs of ``data``.
+        refit : bool
+            Ignore the cache's finished run and checkpoints and train anew.
+
+        Returns
+        -------
+        self
+        """
+        self._validate()
+        train_runs, val_runs = list(train_runs), list(val_runs)
+        for r in train_runs + val_runs:
+            if r not in data.runs:
+                raise ValueError(f"unknown run {r!r}; valid: {data.runs}")
+        if not train_runs or not val_runs or set(train_runs) & set(val_runs):
+            raise ValueError(f"train_runs {train_runs} and val_runs {val_runs} must be non-empty and disjoint")
+        lm = models.load_model(self.model, device=self.device)
+        self.subjects_ = list(data.subjects)
+        self.train_runs_, self.val_runs_ = train_runs, val_runs
+        # z-score each participant's voxels with the training runs' statistics
+        self.y_mean_, self.y_scale_ = {}, {}
+        for s in self.subjects_:
+            y = np.concatenate([data.responses[s][r] for r in train_runs])
+            self.y_mean_[s] = y.mean(0)
+            self.y_scale_[s] = np.where(y.std(0) > 1e-8, y.std(0), 1.0)
+        self.key_ = Cache.key("brain_tuning", TUNING_VERSION, {
+            "model": lm.spec.name, "revision": lm.revision, "params": {n: getattr(self, n) for n in self._KEY_PARAMS},
+            "subjects": self.subjects_, "train_runs": train_runs, "val_runs": val_runs, "data": data.digest()})
+        self._dir = Cache(self.cache_dir).root / "brain_tuning" / self.key_
+        self.base_revision_ = lm.revision
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.seed))
+            first = 0 if self.lora_layers is None else lm.spec.n_layers - int(self.lora_layers)
+            config = lora_config(self.rank, self.alpha, self.dropout, None if first == 0 else range(first, lm.spec.n_layers))
+            self.net_ = _Net(lm, data.n_voxels, config, first).to(self.device)
+            self._prefixes: dict[tuple[str, int], torch.Tensor] = {}
+            self._keep = None
+            self._train(data, refit)
+        self._prefixes = {}  # only training reads them
+        self.net_.eval()
+        return self
+
+    def _rows(self, data: TuningData, runs: list[str], every: int) -> list[tuple[str, int]]:
+        return [(r, i) for r in runs for i in range(0, len(data.bounds[r][0]), every)]
+
+    def _targets(self, data: TuningData, s: str, batch: list[tuple[str, int]]) -> torch.Tensor:
+        y = np.stack([data.responses[s][r][i] for r, i in batch])
+        return torch.from_numpy(((y - self.y_mean_[s]) / self.y_scale_[s]).astype(np.float32)).to(self.device)
+
+    def _prefix(self, data: TuningData, batch: list[tuple[str, int]]) -> torch.Tensor:
+        """The frozen blocks' output for a batch of windows (kept in memory when it fits)."""
+        missing = [key for key in batch if key not in self._prefixes]
+        if missing:  # in chunks of 8 windows: the frozen blocks' transient memory stays small
+            states = torch.cat([self.net_.prefix([data.clips(r, np.array([i]))[0] for r, i in missing[k : k + 8]])
+                                for k in range(0, len(missing), 8)])
+            if self._keep is None:  # decide once, from the size of one window's state
+                n_windows = sum(len(data.bounds[r][0]) for r in self.train_runs_ + self.val_runs_)
+                self._keep = states[0].numel() * states.element_size() * n_windows <= float(self.keep_prefix_gb) * 1e9
+            if not self._keep:
+                return states
+            self._prefixes.update(zip(missing, states))
+        return torch.stack([self._prefixes[key] for key in batch])
+
+    def _val_loss(self, data: TuningData, mean_only: bool = False) -> float:
+        """Validation MSE (z-scored responses, mean over participants); ``mean_only``: of the training mean (zeros)."""
+        rows = self._rows(data, self.val_runs_, 1)
+        self.net_.eval()
+        total = {s: 0.0 for s in self.subjects_}
+        with torch.no_grad():
+            for k in range(0, len(rows), int(self.batch_size)):
+                batch = rows[k : k + int(self.batch_size)]
+                pred = torch.zeros(len(batch), data.n_voxels) if mean_only else self.net_(self._prefix(data, batch))
+                for s in self.subjects_:
+                    total[s] += float(torch.nn.functional.mse_loss(pred, self._targets(data, s, batch), reduction="sum"))
+        self.net_.train()
+        return float(np.mean([v / (len(rows) * data.n_voxels) for v in total.values()]))
+
+    def _state(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in self.net_.trainable().items()}
+
+    def _load_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        params = self.net_.trainable()
+        with torch.no_grad():
+            for n, v in state.items():
+                params[n].copy_(v)
+
+    def _save(self, name: str, obj: dict) -> None:
+        if self.cache:
+            atomic_write(self._dir / name, lambda tmp: torch.save(obj, tmp))
+
+    def _train_batch(self, data: TuningData, batch: list[tuple[str, int]], opt, sched) -> list[tuple[str, float, float]]:
+        """One stimulus batch: per participant in turn (one step each) or one step on the mean loss."""
+        prefix, out = self._prefix(data, batch), []  # one stimulus batch, shared by the participants
+        if self.strategy == "in_turn":
+            for s in self.subjects_:
+                loss = torch.nn.functional.mse_loss(self.net_(prefix), self._targets(data, s, batch))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                out.append((s, float(loss.detach()), sched.get_last_lr()[0]))
+                sched.step()
+        else:
+            pred = self.net_(prefix)
+            loss = torch.stack([torch.nn.functional.mse_loss(pred, self._targets(data, s, batch)) for s in self.subjects_]).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            out.append(("mean", float(loss.detach()), sched.get_last_lr()[0]))
+            sched.step()
+        return out
+
+    def _train(self, data: TuningData, refit: bool) -> None:
+        from tqdm.auto import tqdm
+
+        t0 = time.time()
+        self.resumed_ = self.from_cache_ = False
+        final, ckpt = self._dir / "final.pt", self._dir / "checkpoint.pt"
+        if self.cache and not refit and final.exists():
+            try:
+                saved = torch.load(final, weights_only=False)
+                self._load_state(saved["best"])
+                self._finish(saved, time.time() - t0)
+                self.from_cache_ = True
+                return
+            except Exception as err:  # a corrupt file is retrained, never trusted
+                log.warning("brain-tuning result %s is unreadable (%s); retraining", final, err)
+        every = max(1, int(round(1 / float(self.train_fraction))))
+        rows = self._rows(data, self.train_runs_, every)
+        n_batches = -(-len(rows) // int(self.batch_size))
+        steps_per_batch = len(self.subjects_) if self.strategy == "in_turn" else 1
+        total = int(self.max_epochs) * n_batches * steps_per_batch
+        warm = int(round(float(self.warmup) * total))
+        head = list(self.net_.head.parameters())
+        adapters = [p for n, p in self.net_.trainable().items() if not n.startswith("head.")]
+        opt = torch.optim.AdamW([{"params": adapters, "lr": float(self.lr)},
+                                 {"params": head, "lr": float(self.head_lr or self.lr)}], weight_decay=float(self.weight_decay))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda k: (k + 1) / max(1, warm) if k < warm else max(0.0, (total - k) / (total - warm + 1)))
+        state = {"epoch": 0, "batch": 0, "history": [], "epochs": [], "best_val": np.inf, "best": None, "best_epoch": -1,
+                 "bad_epochs": 0, "mean_val": np.nan}
+        if self.cache and not refit and ckpt.exists():
+            try:
+                saved = torch.load(ckpt, weights_only=False)
+                self._load_state(saved["params"])
+                opt.load_state_dict(saved["optimizer"])
+                sched.load_state_dict(saved["scheduler"])
+                torch.set_rng_state(saved["torch_rng"])
+                state = saved["state"]
+                self.resumed_ = True
+                log.info("brain-tuning resumes at epoch %d, batch %d", state["epoch"], state["batch"])
+            except Exception as err:
+                log.warning("checkpoint %s is unreadable (%s); starting over", ckpt, err)
+        else:
+            state["mean_val"] = self._val_loss(data, mean_only=True)  # what tuning has to beat
+
+        def checkpoint() -> None:
+            self._save("checkpoint.pt", {"params": self._state(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                         "torch_rng": torch.get_rng_state(), "state": copy.deepcopy(state)})
+
+        self.net_.train()
+        bar = tqdm(total=int(self.max_epochs) * n_batches, initial=state["epoch"] * n_batches + state["batch"],
+                   desc=f"brain-tuning ({len(self.subjects_)} participant{'s' * (len(self.subjects_) > 1)})",
+                   disable=not self.progress, leave=False)
+        while state["epoch"] < int(self.max_epochs) and state["bad_epochs"] < int(self.patience):
+            order = np.random.default_rng([int(self.seed), state["epoch"]]).permutation(len(rows))
+            for b in range(state["batch"], n_batches):
+                batch = [rows[i] for i in order[b * int(self.batch_size) : (b + 1) * int(self.batch_size)]]
+                for s, loss, lr in self._train_batch(data, batch, opt, sched):
+                    state["history"].append({"epoch": state["epoch"], "batch": b, "subject": s, "loss": loss, "lr": lr})
+                state["batch"] = b + 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{state['history'][-1]['loss']:.3f}")
+                if state["batch"] % int(self.checkpoint_every) == 0 and state["batch"] < n_batches:
+                    checkpoint()
+            val = self._val_loss(data)
+            losses = [h["loss"] for h in state["history"] if h["epoch"] == state["epoch"]]
+            state["epochs"].append({"epoch": state["epoch"], "train_loss": float(np.mean(losses)), "val_loss": val})
+            if val < state["best_val"]:
+                state.update(best_val=val, best=self._state(), best_epoch=state["epoch"], bad_epochs=0)
+            else:
+                state["bad_epochs"] += 1
+            state["epoch"] += 1
+            state["batch"] = 0
+            checkpoint()
+        bar.close()
+        self._load_state(state["best"])
+        result = {"best": state["best"], "history": state["history"], "epochs": state["epochs"], "best_epoch": state["best_epoch"],
+                  "mean_val": state["mean_val"]}
+        self._save("final.pt", result)
+        if self.cache:
+            ckpt.unlink(missing_ok=True)
+        self._finish(result, time.time() - t0)
+
+    def _finish(self, result: dict, seconds: float) -> None:
+        self.history_ = pd.DataFrame(result["history"], columns=["epoch", "batch", "subject", "loss", "lr"])
+        self.epochs_ = pd.DataFrame(result["epochs"], columns=["epoch", "train_loss", "val_loss"])
+        self.best_epoch_ = int(result["best_epoch"])
+        self.mean_val_loss_ = float(result["mean_val"])
+        self.train_seconds_ = float(seconds)
+
+    # -- using the tuned model ------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "net_"):
+            raise RuntimeError("this BrainTuner is not fitted yet; call fit(data, train_runs, val_runs) first")
+
+    def predict(self, clips: list[np.ndarray], subject: str | None = None) -> np.ndarray:
+        """The head's prediction for audio windows, in the responses' units.
+
+        Parameters
+        ----------
+        clips : list of float32 arrays of shape (window_samples,), at 16 kHz
+        subject : str, optional
+            Undo this participant's z-scoring (default: z-scores).
+
+        Returns
+        -------
+        ndarray of shape (n_clips, n_voxels)
+        """
+        self._check_fitted()
+        with torch.no_grad():
+            z = self.net_(self.net_.prefix(clips)).cpu().numpy()
+        if subject is None:
+            return z
+        if subject not in self.subjects_:
+            raise ValueError(f"unknown subject {subject!r}; tuned on {self.subjects_}")
+        return z * self.y_scale_[subject] + self.y_mean_[subject]
+
+    def tuned_model(self) -> models.LoadedModel:
+        """The tuned speech model with the adapters merged, for :func:`features.speech_tr_features`.
+
+        Returns
+        -------
+        models.LoadedModel
+            A fresh copy in eval mode; its ``revision`` names this tuning run
+            (so its features are cached apart from the pretrained model's).
+        """
+        self._check_fitted()
+        net = copy.deepcopy(self.net_)
+        merged = net.peft.merge_and_unload()
+        merged.eval()
+        lm = net.lm
+        return models.LoadedModel(spec=lm.spec, tokenizer=lm.tokenizer, model=merged, source=lm.source,
+                                  revision=f"{self.base_revision_}+braintuned-{self.key_[:16]}")
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where this run's checkpoints live."""
+        self._check_fitted()
+        return self._dir

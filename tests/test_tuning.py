@@ -1,0 +1,213 @@
+"""Brain-tuning: LoRA placement, frozen weights, loss order, checkpoints and resume, errors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from brainalign import features, models, tuning
+
+torch.set_num_threads(1)
+
+
+def _data(n_subjects: int = 2, seed: int = 0) -> tuning.TuningData:
+    """Two short runs of noise-like 'speech' (2 s TRs, 4 s windows), 3 voxels per subject."""
+    rng = np.random.default_rng(seed)
+    audio, bounds, responses = {}, {}, {f"P{k}": {} for k in range(n_subjects)}
+    for r, n_trs in (("a", 5), ("b", 2)):
+        t = np.arange(12 * models.SPEECH_SR) / models.SPEECH_SR
+        audio[r] = (0.1 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(t)) + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+        tr_times = 2.0 + 2.0 * np.arange(n_trs)
+        bounds[r] = tuning.window_bounds(tr_times, 2.0, window=4.0)
+        for s in responses:
+            responses[s][r] = rng.standard_normal((n_trs, 3)).astype(np.float32)
+    return tuning.TuningData(audio, bounds, responses)
+
+
+def _tuner(tmp_path, monkeypatch, **kwargs) -> tuning.BrainTuner:
+    params = dict(cache_dir=tmp_path / "cache", batch_size=2, max_epochs=2, patience=5, lr=1e-3, checkpoint_every=1, progress=False, seed=0)
+    params.update(kwargs)
+    return tuning.BrainTuner("whisper-tiny-en", **params)
+
+
+def test_window_bounds_end_at_the_end_of_the_tr():
+    start, stop = tuning.window_bounds(np.array([10.0, 12.0]), tr=2.0, window=10.0)
+    assert stop.tolist() == [11 * 16000, 13 * 16000]
+    assert (stop - start).tolist() == [160000, 160000]
+    with pytest.raises(ValueError, match="at least one TR"):
+        tuning.window_bounds(np.array([10.0]), tr=2.0, window=1.0)
+
+
+def test_clips_pad_outside_the_audio_with_silence():
+    data = _data()
+    start, stop = tuning.window_bounds(np.array([1.0]), tr=2.0, window=4.0)  # starts 2 s before the audio
+    data.bounds["a"] = (np.concatenate([start, data.bounds["a"][0][1:]]), np.concatenate([stop, data.bounds["a"][1][1:]]))
+    clip = data.clips("a", np.array([0]))[0]
+    assert len(clip) == 4 * 16000
+    assert np.all(clip[: 2 * 16000] == 0) and np.array_equal(clip[2 * 16000 :], data.audio["a"][: 2 * 16000])
+
+
+def test_lora_on_attention_projections_only_and_the_rest_frozen(tmp_path, monkeypatch):
+    data = _data()
+    lm0 = models.load_model("whisper-tiny-en")
+    before = {n: p.detach().clone() for n, p in lm0.model.named_parameters()}
+    tuner = _tuner(tmp_path, monkeypatch, max_epochs=1).fit(data, ["a"], ["b"])
+    trainable = tuner.net_.trainable()
+    adapters = [n for n in trainable if not n.startswith("head.")]
+    assert adapters and all("lora_" in n for n in adapters)
+    projections = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in adapters}
+    assert projections == set(tuning.LORA_TARGETS)  # q, k, v, out: not fc1/fc2, not the convolutions
+    assert all(".self_attn." in n for n in adapters)
+    # every pretrained weight (the convolutional front end included) is frozen and unchanged
+    base = tuner.net_.peft.get_base_model()
+    for n, p in base.named_parameters():
+        if "lora_" in n:
+            continue
+        assert not p.requires_grad, n
+        clean = n.replace(".base_layer", "")
+        assert torch.equal(p.detach(), before[clean]), n
+    # the adapters did move
+    assert any(float(v.detach().abs().sum()) > 0 for n, v in trainable.items() if "lora_B" in n)
+
+
+def test_losses_are_taken_per_participant_in_turn(tmp_path, monkeypatch):
+    data = _data(n_subjects=3)
+    tuner = _tuner(tmp_path, monkeypatch, max_epochs=1, cache=False, warmup=0.34).fit(data, ["a"], ["b"])
+    h = tuner.history_
+    n_batches = 3  # 5 TRs in batches of 2
+    assert len(h) == n_batches * 3
+    assert h["subject"].tolist() == ["P0", "P1", "P2"] * n_batches
+    assert (h.groupby("batch")["subject"].apply(list) == pd.Series([["P0", "P1", "P2"]] * n_batches)).all()
+    mean = _tuner(tmp_path, monkeypatch, max_epochs=1, cache=False, strategy="mean_loss").fit(data, ["a"], ["b"])
+    assert mean.history_["subject"].tolist() == ["mean"] * n_batches
+    # the warm-up then linear decay: lr rises, then falls
+    lrs = h["lr"].to_numpy()  # 9 steps, 3 of warm-up
+    np.testing.assert_allclose(lrs[:3], [1e-3 / 3, 2e-3 / 3, 1e-3])
+    assert np.all(np.diff(lrs[2:]) < 0)
+
+
+def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    data = _data()
+    full = _tuner(tmp_path / "one", monkeypatch, cache=False).fit(data, ["a"], ["b"])
+
+    calls = {"n": 0}
+    original = tuning.BrainTuner._train_batch
+
+    def interrupted(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # in the second epoch, after a checkpoint
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(tuning.BrainTuner, "_train_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _tuner(tmp_path / "two", monkeypatch).fit(data, ["a"], ["b"])
+    monkeypatch.setattr(tuning.BrainTuner, "_train_batch", original)
+    resumed = _tuner(tmp_path / "two", monkeypatch).fit(data, ["a"], ["b"])
+    assert resumed.resumed_
+    a, b = full.net_.trainable(), resumed.net_.trainable()
+    for n in a:
+        torch.testing.assert_close(a[n], b[n], rtol=0, atol=1e-6)
+    pd.testing.assert_frame_equal(full.history_, resumed.history_)
+    # a finished run is read back, not retrained
+    again = _tuner(tmp_path / "two", monkeypatch).fit(data, ["a"], ["b"])
+    assert again.from_cache_ and not again.resumed_
+    for n in a:
+        torch.testing.assert_close(a[n], again.net_.trainable()[n], rtol=0, atol=1e-6)
+
+
+def test_tuned_model_features_go_through_the_pretrained_path(tmp_path, monkeypatch):
+    data = _data()
+    tuner = _tuner(tmp_path, monkeypatch, max_epochs=1, lr=1e-2).fit(data, ["a"], ["b"])
+    lm = tuner.tuned_model()
+    assert lm.revision != models.revision("whisper-tiny-en") and tuner.key_[:16] in lm.revision
+    assert not any("lora_" in n for n, _ in lm.model.named_parameters())
+    audio, times = data.audio["a"], np.array([4.0, 6.0, 8.0])
+    tuned = features.speech_tr_features(lm, audio, 16000, times, window=4.0, stride=2.0, cache=False)
+    pre = features.speech_tr_features("whisper-tiny-en", audio, 16000, times, window=4.0, stride=2.0, cache=False)
+    np.testing.assert_allclose(tuned[0], pre[0], atol=1e-5)  # state 0 (convolutions + positions) is frozen
+    assert np.abs(tuned[-1] - pre[-1]).max() > 1e-4  # the last block changed
+    pred = tuner.predict(data.clips("b", np.array([0, 1])), subject="P0")
+    assert pred.shape == (2, 3)
+
+
+def test_adapting_the_last_blocks_only(tmp_path, monkeypatch):
+    data = _data()
+    tuner = _tuner(tmp_path, monkeypatch, max_epochs=1, lora_layers=1, lr=1e-2, cache=False).fit(data, ["a"], ["b"])
+    adapters = [n for n in tuner.net_.trainable() if not n.startswith("head.")]
+    assert adapters and all(".layers.3." in n for n in adapters)  # whisper-tiny-en has blocks 0-3
+    # the forward from the frozen blocks' output is the model's own last state
+    lm = tuner.tuned_model()
+    clips = data.clips("b", np.array([0, 1]))
+    mel, n_frames = models.whisper_mel(lm, clips)
+    last = models.whisper_encoder_states(lm.model, mel, n_frames)[-1].float().mean(1)
+    with torch.no_grad():
+        torch.testing.assert_close(tuner.net_.head(last), torch.from_numpy(tuner.predict(clips)), rtol=1e-4, atol=1e-5)
+    pre = models.load_model("whisper-tiny-en")
+    states = [features.speech_tr_features(m, data.audio["a"], 16000, np.array([4.0, 6.0]), window=4.0, stride=2.0, cache=False)
+              for m in (pre, lm)]
+    for k in range(4):  # states 0-3 (the input to block 3) are untouched
+        np.testing.assert_allclose(states[1][k], states[0][k], atol=1e-5)
+    assert np.abs(states[1][4] - states[0][4]).max() > 1e-4
+    assert tuner.mean_val_loss_ > 0 and np.isfinite(tuner.epochs_["val_loss"]).all()
+
+
+def test_blocks_run_from_a_frozen_state_give_the_last_state_of_wav2vec2_and_hubert():
+    import dataclasses
+
+    import transformers as tf
+
+    torch.manual_seed(0)
+    small = {"hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 2, "intermediate_size": 37,
+             "conv_dim": (16,) * 7, "num_conv_pos_embeddings": 16}
+    clips = [np.random.default_rng(k).standard_normal(16000).astype(np.float32) for k in range(2)]
+    for name, arch, config in [("wav2vec2-base-960h", tf.Wav2Vec2Model, tf.Wav2Vec2Config(**small)),
+                               ("hubert-base-ls960", tf.HubertModel, tf.HubertConfig(**small, do_stable_layer_norm=True))]:
+        spec = dataclasses.replace(models.MODELS[name], n_layers=3, dim=32)
+        lm = models.LoadedModel(spec=spec, tokenizer=tf.Wav2Vec2FeatureExtractor(), model=arch(config).eval(), source="hub",
+                                revision="test")
+        x = lm.processor(clips, sampling_rate=16000, return_tensors="pt")["input_values"]
+        with torch.no_grad():
+            want = lm.model(x).last_hidden_state
+            for k in range(3):  # the input to each block
+                torch.testing.assert_close(tuning._last_state(lm, tuning._state(lm, clips, k), k), want)
+
+
+def test_clear_errors(tmp_path, monkeypatch):
+    data = _data()
+    with pytest.raises(ValueError, match="nope"):
+        tuning.BrainTuner("nope").fit(data, ["a"], ["b"])
+    with pytest.raises(ValueError, match="speech models"):
+        tuning.BrainTuner("minilm-l6").fit(data, ["a"], ["b"])
+    with pytest.raises(ValueError, match="unknown strategy 'sum'"):
+        tuning.BrainTuner(strategy="sum").fit(data, ["a"], ["b"])
+    with pytest.raises(ValueError, match="lora_layers=5.*1..4"):
+        tuning.BrainTuner(lora_layers=5).fit(data, ["a"], ["b"])
+    with pytest.raises(ValueError, match="unknown run 'zzz'"):
+        tuning.BrainTuner().fit(data, ["zzz"], ["b"])
+    with pytest.raises(ValueError, match="disjoint"):
+        tuning.BrainTuner().fit(data, ["a"], ["a"])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        tuning.BrainTuner().tuned_model()
+
+    class DS:
+        name, subjects, runs = "fake", ["S01"], ["a"]
+
+    with pytest.raises(ValueError, match="unknown subject 'S09'.*S01"):
+        tuning.tuning_data(DS(), ["S09"], ["a"])
+    with pytest.raises(ValueError, match="unknown run 'x'"):
+        tuning.tuning_data(DS(), ["S01"], ["x"])
+    bad = _data()
+    bad.responses["P1"]["a"] = bad.responses["P1"]["a"][:, :2]
+    with pytest.raises(ValueError, match="one space"):
+        tuning.TuningData(bad.audio, bad.bounds, bad.responses)
+
+
+def test_phone_classes():
+    assert tuning.phone_class("'aU") == "vowel" and tuning.phone_class("@L") == "vowel"
+    assert tuning.phone_class("t#") == "stop" and tuning.phone_class("dZ") == "fricative"
+    assert tuning.phone_class("N") == "nasal" and tuning.phone_class("r-") == "approximant"
+    assert tuning.phone_class(";") is None
+    phones = pd.DataFrame({"word": ["s", "'a", ";"], "onset": [0.0, 0.1, 0.3], "offset": [0.1, 0.2, 0.4]})
+    labels = tuning.frame_phone_classes(phones, n_frames=25, fps=50)
+    assert labels[0] == "fricative" and labels[6] == "vowel" and labels[12] == "silence" and labels[16] == ""
