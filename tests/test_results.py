@@ -29,5 +29,6 @@ def test_report_json_and_ledger(tmp_path):
     assert data["simulated"] is True and data["all_passed"] is False
     assert {"claim", "expected", "observed", "passed"} <= set(data["checks"][0])
     assert data["peak_memory_mb"] > 0 and "numpy" in data["versions"]
+    (tmp_path / "00_test.split.json").write_text(json.dumps({"train": ["a"], "test": ["b"]}))  # a manifest, not results
     page = ledger_markdown(tmp_path)
     assert "00_test" in page and "1 of 2 checks passed" in page and "**no**" in page

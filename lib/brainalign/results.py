@@ -148,7 +148,10 @@ class Report:
 
 
 def ledger_markdown(run_dir: str | os.PathLike) -> str:
-    """The reproduction ledger page: every check of every ``<run_dir>/*.json``, as markdown."""
+    """The reproduction ledger page: every check of every results json ``<run_dir>/<notebook>.json``, as markdown.
+
+    Other files beside them (a notebook's split manifest ``<notebook>.split.json``) are not results.
+    """
     lines = [
         "# Reproduction ledger",
         "",
@@ -157,7 +160,7 @@ def ledger_markdown(run_dir: str | os.PathLike) -> str:
         "they show that each method recovers what was planted, not what the brain does.",
         "",
     ]
-    runs = sorted(Path(run_dir).glob("*.json"))
+    runs = sorted(p for p in Path(run_dir).glob("*.json") if "." not in p.stem)
     if not runs:
         lines.append("*No notebook has been executed yet: run `make run`.*")
     for path in runs:
