@@ -1,7 +1,7 @@
 """Benchmark: one brain-tuning step, and the time of one paper-sized epoch, on CPU or GPU.
 
     python bench/bench_tuning.py [--model whisper-tiny-en] [--device cpu|cuda] [--window 10]
-                                 [--batch 8] [--participants 3] [--steps 3] [--threads 2] [--lora-layers 2]
+                                 [--batch 8] [--participants 3] [--steps 3] [--threads 2] [--lora-layers 1]
                                  [--out bench/results/tuning.json]
 
 Measures, on random audio (the cost does not depend on the content):
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--voxels", type=int, default=30172)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--lora-layers", type=int, default=2)
+    ap.add_argument("--lora-layers", type=int, default=1)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "tuning.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
