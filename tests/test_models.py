@@ -22,8 +22,12 @@ def test_unknown_name_lists_valid_names():
             assert name in str(err.value)
 
 
-@pytest.mark.parametrize(("name", "alternative"), [("gpt2", "smollm2-135m-instruct"), ("bert-base-uncased", "minilm-l6"),
-                                                   ("meta-llama/Llama-3.2-1B", "gemma-3-270m")])
+@pytest.mark.parametrize(("name", "alternative"), [
+    ("gpt2", "smollm2-135m-instruct"), ("bert-base-uncased", "minilm-l6"), ("meta-llama/Llama-3.2-1B", "gemma-3-270m"),
+    ("wav2vec2-base-960h", "whisper-tiny-en"), ("whisper-base", "whisper-tiny-en"), ("hubert-base-ls960", "whisper-tiny-en"),
+    ("clip-vit-base-patch32", "efficientnet-lite0"), ("videomae-base", "efficientnet-lite0"),
+    ("pe-av-large", "whisper-efficientnet-fusion"),
+])
 def test_hub_model_offline_fails_at_once(monkeypatch, no_network, name, alternative):
     monkeypatch.setenv("BRAINALIGN_OFFLINE", "1")
     start = time.perf_counter()
