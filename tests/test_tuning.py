@@ -116,6 +116,17 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tmp_path, monkey
         torch.testing.assert_close(a[n], again.net_.trainable()[n], rtol=0, atol=1e-6)
 
 
+def test_an_unreadable_checkpoint_starts_over(tmp_path, monkeypatch):
+    data = _data()
+    first = _tuner(tmp_path, monkeypatch, max_epochs=1).fit(data, ["a"], ["b"])
+    (first.checkpoint_dir / "final.pt").unlink()
+    (first.checkpoint_dir / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    again = _tuner(tmp_path, monkeypatch, max_epochs=1).fit(data, ["a"], ["b"])
+    assert not again.resumed_ and not again.from_cache_
+    assert again.mean_val_loss_ == first.mean_val_loss_ and np.isfinite(again.mean_val_loss_)
+    pd.testing.assert_frame_equal(again.history_, first.history_)
+
+
 def test_tuned_model_features_go_through_the_pretrained_path(tmp_path, monkeypatch):
     data = _data()
     tuner = _tuner(tmp_path, monkeypatch, max_epochs=1, lr=1e-2).fit(data, ["a"], ["b"])

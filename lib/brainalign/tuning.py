@@ -651,7 +651,7 @@ class BrainTuner:
                 log.info("brain-tuning resumes at epoch %d, batch %d", state["epoch"], state["batch"])
             except Exception as err:
                 log.warning("checkpoint %s is unreadable (%s); starting over", ckpt, err)
-        else:
+        if not self.resumed_:
             state["mean_val"] = self._val_loss(data, mean_only=True)  # what tuning has to beat
 
         def checkpoint() -> None:
