@@ -59,11 +59,11 @@ def movie_features(ds, loaded: dict) -> dict:
     for run in ds.runs:
         audio, sr = ds.audio(run)
         frames, frame_times = ds.frames(run)
-        tr_times = ds.tr_times(run)
+        sampled = ds.sample_times(run)
         steps = [
-            ("speech", features.speech_tr_features, (speech, audio, sr, tr_times), {"window": 16.0, "stride": ds.tr}),
-            ("vision", features.vision_tr_features, (vision, frames, frame_times, tr_times), {}),
-            ("audio-video", features.av_tr_features, (av, audio, sr, frames, frame_times, tr_times), {}),
+            ("speech", features.speech_tr_features, (speech, audio, sr, sampled), {"window": 16.0, "stride": ds.tr}),
+            ("vision", features.vision_tr_features, (vision, frames, frame_times, sampled), {}),
+            ("audio-video", features.av_tr_features, (av, audio, sr, frames, frame_times, sampled), {}),
             ("instruction", instruct.instruct_tr_features, (lm, ds, run, "What is happening in this scene?"), {}),
         ]
         for name, function, args, kwargs in steps:

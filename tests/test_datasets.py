@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brainalign import datasets
+from brainalign import datasets, features
 from brainalign.datasets import (
     DS003020,
     ROI_GROUPS,
@@ -27,7 +27,7 @@ from brainalign.datasets import (
     read_transcript_tsv,
     schaefer_rois,
 )
-from brainalign.stimuli import NONWORDS, write_textgrid
+from brainalign.stimuli import NONWORDS, SAMPLE_AT, word_times, write_textgrid
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REAL_RESPDICT = json.loads((FIXTURES / "ds003020_respdict.json").read_text())  # the real derivative/respdict.json
@@ -238,6 +238,7 @@ def check_contract(ds, rois: dict) -> None:
             y, t = ds.responses(subject, run), ds.tr_times(run)
             assert y.dtype == np.float32 and y.ndim == 2 and y.shape[0] == len(t) and np.isfinite(y).all()
             assert np.allclose(np.diff(t), ds.tr)
+            np.testing.assert_allclose(ds.sample_times(run) - t, SAMPLE_AT[ds.sample_at] * ds.tr)
             n_vox = n_vox or y.shape[1]
             assert y.shape[1] == n_vox
             reps = ds.repeats(subject, run)
@@ -286,6 +287,48 @@ def test_layout_and_trimming(ds003020):
     # grid of respdict - 5 TRs starting 10 s before the sound, rows [10:-5] kept
     assert times[0] == pytest.approx(10 * 2.0 - 10.0) and np.allclose(np.diff(times), 2.0)
     assert ds.repeats("UTS01", "souls") is None
+
+
+def test_lebel_layout_features_at_the_reference_convention(tmp_path):
+    """Words of a TextGrid, the trigger times of the respdict grid, and the feature matrix worked out by hand.
+
+    ds003020 as the Huth lab's code reads it: 25 TRs in respdict -> a grid of 20 volumes acquired from
+    -10 s, rows [10:-5] kept (onsets 10, 12, 14, 16, 18 s), features sampled at the volumes' centres
+    (11, 13, ... 19 s) with the 3-lobe Lanczos filter. Silences, pauses and blank intervals are not words.
+    """
+    deriv = tmp_path / "derivative"
+    (deriv / "TextGrids").mkdir(parents=True)
+    (deriv / "respdict.json").write_text(json.dumps({"souls": 25}))
+    words = pd.DataFrame([("sil", 0.0, 10.8), ("hello", 10.8, 11.2), ("sp", 11.2, 11.9), ("there", 11.9, 12.1),
+                          ("world", 14.6, 15.4), ("sil", 15.4, 40.0)], columns=["word", "onset", "offset"])
+    write_textgrid(deriv / "TextGrids" / "souls.TextGrid", words, duration=40.0)  # 12.1-14.6 s left blank
+    (deriv / "preprocessed_data" / "UTS01").mkdir(parents=True)
+    with h5py.File(deriv / "preprocessed_data" / "UTS01" / "souls.hf5", "w") as f:
+        f.create_dataset("data", data=np.zeros((5, 3)))
+
+    ds = load_dataset("lebel2023", root=tmp_path)
+    assert ds.sample_at == "centre"
+    np.testing.assert_array_equal(ds.tr_times("souls"), [10.0, 12.0, 14.0, 16.0, 18.0])
+    kept = ds.words("souls")
+    assert list(kept["word"]) == ["hello", "there", "world"]
+    one_hot = np.eye(3)[None]  # (1 layer, 3 words, 3 features): one column per word
+    X = features.tr_features(one_hot, word_times(kept), ds.sample_times("souls"))[0]
+
+    def lanczos(d):  # the kernel at a distance of d seconds, TR = 2 s, 3 lobes
+        return np.where(np.abs(d) <= 6.0, np.sinc(d / 2.0) * np.sinc(d / 6.0), 0.0)
+
+    rows = np.array([11.0, 13.0, 15.0, 17.0, 19.0])
+    expected = np.column_stack([lanczos(rows - 11.0), lanczos(rows - 12.0), lanczos(rows - 15.0)])
+    # a word at a sampling time lands on its row alone: the kernel is 0 at every other multiple of the TR
+    np.testing.assert_allclose(expected[:, 0], [1, 0, 0, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(X, expected, atol=1e-6)
+    # sampled at the trigger times instead (Study 1's convention), the same words spread over two rows
+    onset = load_dataset("lebel2023", root=tmp_path, sample_at="onset")
+    X_onset = features.tr_features(one_hot, word_times(kept), onset.sample_times("souls"))[0]
+    np.testing.assert_allclose(X_onset[:, 0], lanczos(rows - 1.0 - 11.0), atol=1e-6)
+    assert X_onset[0, 0] < 0.7 and X_onset[1, 0] < 0.7
+    with pytest.raises(ValueError, match=r"unknown sample_at 'end'; valid: \['centre', 'onset'\]"):
+        load_dataset("lebel2023", root=tmp_path, sample_at="end")
 
 
 def test_repeats_stacked_and_averaged(ds003020):
@@ -394,6 +437,7 @@ def test_narratives_trims_to_the_story_and_concatenates_hemispheres(narratives):
     np.testing.assert_allclose(y[0, :N_VERT], NARR_ONSET + np.arange(N_VERT) / 100, rtol=1e-6)
     np.testing.assert_allclose(y[:, N_VERT:], -y[:, :N_VERT])
     np.testing.assert_allclose(ds.tr_times("21styear"), np.arange(NARR_DURATION) * 1.5)
+    np.testing.assert_allclose(ds.sample_times("21styear"), ds.tr_times("21styear"))  # Study 1: at the triggers
     assert ds.repeats("sub-001", "21styear") is None
 
 
@@ -471,6 +515,7 @@ def test_neuromod_friends_runs_keys_and_lengths(neuromod):
     assert ds.subject_runs("sub-02") == ["s01e01a", "s06e01a"]
     # sub-02 has one TR more of s01e01a: both are cut to the shortest
     assert len(ds.tr_times("s01e01a")) == 30 and ds.responses("sub-02", "s01e01a").shape == (30, N_PARCELS)
+    np.testing.assert_allclose(ds.sample_times("s01e01a"), np.arange(30) * 1.49 + 0.745)  # the middle of each volume
     with h5py.File(neuromod / "fmri" / "sub-02" / "func" / f"sub-02_task-friends_{STEM}_desc-s123456_bold.h5") as f:
         np.testing.assert_array_equal(ds.responses("sub-02", "s01e01a"), f["ses-002_task-s01e01a"][:30])
     with pytest.raises(FileNotFoundError, match="sub-02.*s01e01b"):

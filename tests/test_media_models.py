@@ -317,7 +317,8 @@ def clip(speech):
     rng = np.random.default_rng(6)
     images = rng.integers(0, 256, (2, 48, 48, 3), dtype=np.uint8)
     frames = images[(np.arange(40) // 10) % 2]
-    return audio, frames, np.arange(40) / 5.0, np.arange(0.0, 8.0, 1.0)
+    # 8 volumes of 1 s acquired from 0, 1, ... 7 s, sampled at their centres (0.5, 1.5, ... 7.5 s)
+    return audio, frames, np.arange(40) / 5.0, stimuli.sample_times(stimuli.tr_times(8, 1.0), 1.0)
 
 
 def test_registry_audio_video_and_instruct():
@@ -372,14 +373,14 @@ def test_fusion_states_shapes_and_unimodal_layers(fusion, whisper, effnet, clip)
     assert [f.shape for f in feats] == [(8, d) for d in fusion.spec.hidden_dims()]
     assert all(f.dtype == np.float32 and np.isfinite(f).all() for f in feats)
     per_frame = models.vision_hidden_states(effnet, frames)
-    for k, t in enumerate(trs):  # window [t - 1, t + 1): the volume's interval [t, t + 1) ends it
-        lo, hi = max(0, int(round((t - 1.0) * SR))), int(round((t + 1.0) * SR))
+    for k, t in enumerate(trs):  # window [t - 2, t): it ends at the volume's sampling time
+        lo, hi = max(0, int(round((t - 2.0) * SR))), int(round(t * SR))
         mel, n = models.whisper_mel(whisper, [audio[lo:hi]])
         with torch.inference_mode():
             alone = models.whisper_encoder_states(whisper.model, mel, n)
         for layer in range(5):
             np.testing.assert_allclose(feats[layer][k], alone[layer][0].mean(0).numpy(), atol=1e-4)
-        inside = (frame_times >= t - 1.0) & (frame_times < t + 1.0)
+        inside = (frame_times >= t - 2.0) & (frame_times < t)
         for layer in range(17):
             np.testing.assert_allclose(feats[5 + layer][k], per_frame[layer][inside].mean(0), rtol=1e-4, atol=1e-5)
     # the fusion layers are a seeded initialisation: the same seed gives the same states, another seed others
@@ -395,7 +396,7 @@ def test_fusion_states_shapes_and_unimodal_layers(fusion, whisper, effnet, clip)
 
 
 def test_fusion_planted_event_moves_the_right_tr(fusion, clip):
-    """A cut to a new image at 4.2 s changes the fusion features from the volume [4, 5) on, and none before."""
+    """A cut to a new image at 4.2 s changes the fusion features from the volume sampled at 4.5 s on, and none before."""
     audio, frames, frame_times, trs = clip
     cut = frames.copy()
     cut[frame_times >= 4.2] = 255 - cut[frame_times >= 4.2]
@@ -404,7 +405,7 @@ def test_fusion_planted_event_moves_the_right_tr(fusion, clip):
     moved = features.av_tr_features(fusion, audio, SR, cut, frame_times, trs, **kwargs)
     for a, b in zip(plain, moved):
         change = np.linalg.norm(b - a, axis=1) / np.linalg.norm(a - a.mean(0), axis=1).mean()
-        assert change[:4].max() == 0.0, change  # windows ending at 1..4 s hold no changed frame
+        assert change[:4].max() == 0.0, change  # windows ending at 0.5..3.5 s hold no changed frame
         assert change[4] > 0.05 and change[4:].min() > 0.05, change
 
 
@@ -457,7 +458,10 @@ class _TinyMovie:
         return pd.DataFrame({"word": text, "onset": onsets, "offset": onsets + 0.4, "speaker": speakers})
 
     def tr_times(self, run):
-        return np.arange(7) * self.tr
+        return stimuli.tr_times(7, self.tr)
+
+    def sample_times(self, run):
+        return stimuli.sample_times(self.tr_times(run), self.tr)  # 0.75, 2.25, ... 9.75 s
 
     def shots(self, run):
         import pandas as pd
@@ -479,9 +483,9 @@ def test_instruct_tr_features(smollm, monkeypatch):
     # each volume's features are those of its own prompt read alone: mean over the final segment
     pieces, times = instruct.transcript_pieces(ds.words("ep1"), ds.shots("ep1"))
     assert pieces[0] == "\n[On screen: a cup of espresso on a red saucer on a wooden table]" and pieces[1] == "\nA: Call"
-    prefix, cuts, suffix = instruct.instruct_prompts(smollm, instruction, pieces, times, ds.tr_times("ep1") + ds.tr)
+    prefix, cuts, suffix = instruct.instruct_prompts(smollm, instruction, pieces, times, ds.sample_times("ep1"))
     assert np.all(np.diff(cuts) >= 0) and cuts[-1] == len(prefix)
-    text = smollm.tokenizer.decode(prefix[: cuts[2]] + suffix)
+    text = smollm.tokenizer.decode(prefix[: cuts[3]] + suffix)  # volume 3, sampled at 5.25 s
     assert "speaker A's face" in text and "A: Call me Ishmael" in text and instruction in text and "precisely" not in text
     with torch.inference_mode():
         for k in (0, 2, 6):
@@ -495,7 +499,7 @@ def test_instruct_tr_features(smollm, monkeypatch):
     screen = instruct.instruct_tr_features(smollm, _TinyMovie(("coffee", "chelsea", "rocket")), "ep1", instruction, layers=[15],
                                            cache=False)[0]
     change = np.linalg.norm(screen - feats[1], axis=1)
-    assert change[:2].max() < 1e-4 and change[2:].min() > 1e-2, change  # volumes 0-1 end by 3 s, before the shot at 4 s
+    assert change[:3].max() < 1e-4 and change[3:].min() > 1e-2, change  # volumes 0-2 end by 3.75 s, before the shot at 4 s
     # cached: the second call does not run the model
     first = instruct.instruct_tr_features(smollm, ds, "ep1", instruction, layers=[15])
     monkeypatch.setattr(instruct, "_instruct_states", lambda *a, **k: pytest.fail("recomputed although cached"))
@@ -619,11 +623,11 @@ def test_qwen2_audio_instruct_features(one_thread, monkeypatch):
     lm = _tiny_qwen2_audio()
     rng = np.random.default_rng(7)
     audio = (0.1 * rng.standard_normal(SR * 8)).astype(np.float32)
-    trs, instruction = np.arange(0.0, 8.0, 2.0), "what is happening?"
+    trs, instruction = np.arange(2.0, 10.0, 2.0), "what is happening?"  # sampling times: the windows end there
     feats = instruct.multimodal_instruct_tr_features(lm, instruction, trs, audio=audio, sr=SR, window=3.0, max_new_tokens=3,
                                                      cache=False)
     assert [f.shape for f in feats] == [(4, 32)] * 3 and all(f.dtype == np.float32 and np.isfinite(f).all() for f in feats)
-    # volume 1 ([2, 4) s) reads the audio of [1, 4) s through the real processor: 3 s -> 300 mel frames -> 75 audio tokens
+    # volume 1 (sampled at 4 s) reads the audio of [1, 4) s through the real processor: 3 s -> 300 mel frames -> 75 audio tokens
     inputs = instruct.multimodal_prompt(lm, instruction, audio[SR : 4 * SR])
     assert int((inputs["input_ids"] == lm.model.config.audio_token_index).sum()) == 75
     n_answer, expected = _answer_by_hand(lm, inputs, 3)
@@ -657,11 +661,11 @@ def test_llava_next_video_instruct_features(one_thread):
     rng = np.random.default_rng(8)
     frames = rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
     frame_times = np.arange(16) * 0.5
-    trs = np.arange(0.0, 8.0, 2.0)
+    trs = np.arange(2.0, 10.0, 2.0)  # sampling times: the windows end there
     feats = instruct.multimodal_instruct_tr_features(lm, "describe the scene", trs, frames=frames, frame_times=frame_times,
                                                      window=2.0, n_frames=2, max_new_tokens=3, cache=False)
     assert [f.shape for f in feats] == [(4, 32)] * 3
-    # volume 2 ([4, 6) s): window [4, 6), frames at 4.5 and 5.5 s (indices 9 and 11)
+    # volume 2 (sampled at 6 s): window [4, 6), frames at 4.5 and 5.5 s (indices 9 and 11)
     inputs = instruct.multimodal_prompt(lm, "describe the scene", frames[[9, 11]])
     assert inputs["pixel_values_videos"].shape == (1, 2, 3, 32, 32)
     _, expected = _answer_by_hand(lm, inputs, 3)

@@ -17,7 +17,9 @@ from brainalign.stimuli import (
     movie_image,
     read_dialogue,
     read_video,
+    sample_times,
     speaking_at,
+    tr_times,
 )
 
 
@@ -42,10 +44,14 @@ def _column(truth: dict, name: str) -> slice:
 # -- frames per TR -------------------------------------------------------------------
 def test_frames_per_tr_known_answer():
     frame_times = np.arange(10) * 0.5  # 0, 0.5, ..., 4.5
-    got = frames_per_tr(frame_times, np.arange(4) * 1.49, 1.49)
+    # volumes acquired from 0, 1.49, 2.98, 4.47 s and sampled at their centres: each box is [onset, onset + TR)
+    got = frames_per_tr(frame_times, sample_times(tr_times(4, 1.49), 1.49), 1.49)
     assert [list(g) for g in got] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
-    # a frame exactly at a TR boundary belongs to the TR that starts there
+    # a frame exactly at a box's edge belongs to the box that starts there
+    assert [list(g) for g in frames_per_tr([0.0, 1.0, 2.0], [0.5, 1.5], 1.0)] == [[0], [1]]
+    # sampled at the onsets, the boxes are centred on them: [-0.5, 0.5), [0.5, 1.5)
     assert [list(g) for g in frames_per_tr([0.0, 1.0, 2.0], [0.0, 1.0], 1.0)] == [[0], [1]]
+    assert [list(g) for g in frames_per_tr([0.4, 0.6], [0.0, 1.0], 1.0)] == [[0], [1]]
     with pytest.raises(ValueError, match="tr=0"):
         frames_per_tr(frame_times, [0.0], 0)
     with pytest.raises(ValueError, match="non-decreasing"):
@@ -54,7 +60,7 @@ def test_frames_per_tr_known_answer():
 
 def test_planted_flash_tone_and_word_land_in_the_right_tr(short_movie):
     movie = short_movie
-    grid = np.arange(int(np.ceil(movie.duration / MOVIE_TR))) * MOVIE_TR
+    grid = sample_times(tr_times(int(np.ceil(movie.duration / MOVIE_TR)), MOVIE_TR), MOVIE_TR)
     # a white flash frame at 5.2 s
     frames = movie.frames.copy()
     flash = int(np.argmin(np.abs(movie.frame_times - 5.2)))

@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from brainalign import ceiling
+from brainalign import ceiling, features, stimuli
+from brainalign.datasets import load_dataset
+from brainalign.encoding import RidgeEncoder, delay_within_runs
 from brainalign.simulate import EV_MEDIAN, RIGHT_LANGUAGE_FACTOR, fingerprint, generate
 
 
@@ -83,3 +85,35 @@ def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         generate(seed=0, root=tmp_path / "cohort")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("dataset", ["simulated", "simulated-movie"])
+@pytest.mark.parametrize("lag", [1, 2, 3, 4])
+def test_a_source_planted_at_lag_k_is_found_at_fir_delay_k(dataset, lag):
+    """The generator and the analysis share one time base.
+
+    The cohort's planted word-rate source (before the HRF, on the volumes) is shifted by ``lag``
+    volumes; word-rate features computed as a study computes them (words of ``ds.words``, their
+    midpoints, Lanczos to ``ds.sample_times``) must explain it at FIR delay ``lag`` alone. Sampled
+    half a TR apart, the weight would split between two delays.
+    """
+    ds = load_dataset(dataset, seed=0)
+    truth = ds.ground_truth()
+    names = [str(n) for n in truth["source_names"]]
+    column = int(np.concatenate([[0], np.cumsum(truth["source_dims"])])[names.index("word_rate")])
+    X, Y, runs = [], [], []
+    for i, run in enumerate(ds.train_runs):
+        words = ds.words(run)
+        x = features.tr_features(np.ones((1, len(words), 1)), stimuli.word_times(words), ds.sample_times(run))[0]
+        planted = truth[f"stimulus_sources/{run}"][:, column]
+        assert planted.shape == (len(x),)
+        y = np.zeros_like(planted)
+        y[lag:] = planted[:-lag]
+        X.append(x), Y.append(y[:, None]), runs.append(np.full(len(x), i))
+    runs = np.concatenate(runs)
+    delayed = delay_within_runs(np.concatenate(X), (1, 2, 3, 4), runs)
+    inside = np.concatenate([np.arange(np.sum(runs == i)) >= 4 for i in np.unique(runs)])  # all 4 delays within the run
+    enc = RidgeEncoder(delays=(0,), alphas=np.logspace(-4, 2, 7), dtype="float64")
+    enc.fit(delayed[inside], np.concatenate(Y)[inside], runs=runs[inside])
+    weights = np.abs(enc.coef_[:, 0]) / np.abs(enc.coef_[:, 0]).sum()
+    assert weights[lag - 1] > 0.9 and np.delete(weights, lag - 1).max() < 0.05, weights

@@ -13,8 +13,10 @@ from brainalign.stimuli import (
     make_delayed,
     read_align_csv,
     read_textgrid,
+    sample_times,
     synthesize_speech,
     tr_times,
+    word_times,
     write_textgrid,
 )
 
@@ -28,6 +30,25 @@ def test_tr_times():
     assert tr_times(3, 1.5).dtype == np.float64
     with pytest.raises(ValueError, match="tr=0"):
         tr_times(3, 0)
+
+
+def test_sample_times_centre_or_onset_and_bad_input_named():
+    onsets = tr_times(3, 2.0, start=10.0)  # LeBel: 10, 12, 14 s
+    np.testing.assert_array_equal(sample_times(onsets, 2.0), [11.0, 13.0, 15.0])  # the Huth lab's from_grid
+    np.testing.assert_array_equal(sample_times(onsets, 2.0, at="onset"), onsets)  # Study 1's Narratives code
+    with pytest.raises(ValueError, match=r"unknown sampling instant at='middle'; valid: \['centre', 'onset'\]"):
+        sample_times(onsets, 2.0, at="middle")
+    with pytest.raises(ValueError, match="tr=-1"):
+        sample_times(onsets, -1.0)
+    with pytest.raises(ValueError, match="1-D"):
+        sample_times(np.zeros((2, 2)), 2.0)
+
+
+def test_word_times_are_midpoints():
+    words = pd.DataFrame({"word": ["a", "b"], "onset": [1.0, 2.5], "offset": [1.5, 3.5]})
+    np.testing.assert_array_equal(word_times(words), [1.25, 3.0])
+    with pytest.raises(ValueError, match=r"lack column\(s\) \['offset'\]"):
+        word_times(words.drop(columns="offset"))
 
 
 def test_lanczos_recovers_a_slow_sinusoid():

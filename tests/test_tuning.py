@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from brainalign import features, models, tuning
+from brainalign import features, models, stimuli, tuning
 
 torch.set_num_threads(1)
 
@@ -17,8 +17,8 @@ def _data(n_subjects: int = 2, seed: int = 0) -> tuning.TuningData:
     for r, n_trs in (("a", 5), ("b", 2)):
         t = np.arange(12 * models.SPEECH_SR) / models.SPEECH_SR
         audio[r] = (0.1 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(t)) + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
-        tr_times = 2.0 + 2.0 * np.arange(n_trs)
-        bounds[r] = tuning.window_bounds(tr_times, 2.0, window=4.0)
+        times = 2.0 + 2.0 * np.arange(n_trs)
+        bounds[r] = tuning.window_bounds(times, 2.0, window=4.0)
         for s in responses:
             responses[s][r] = rng.standard_normal((n_trs, 3)).astype(np.float32)
     return tuning.TuningData(audio, bounds, responses)
@@ -30,8 +30,9 @@ def _tuner(tmp_path, monkeypatch, **kwargs) -> tuning.BrainTuner:
     return tuning.BrainTuner("whisper-tiny-en", **params)
 
 
-def test_window_bounds_end_at_the_end_of_the_tr():
-    start, stop = tuning.window_bounds(np.array([10.0, 12.0]), tr=2.0, window=10.0)
+def test_window_bounds_end_at_the_sampling_time():
+    times = stimuli.sample_times(np.array([10.0, 12.0]), 2.0)  # volumes acquired from 10 and 12 s
+    start, stop = tuning.window_bounds(times, tr=2.0, window=10.0)
     assert stop.tolist() == [11 * 16000, 13 * 16000]
     assert (stop - start).tolist() == [160000, 160000]
     with pytest.raises(ValueError, match="at least one TR"):
@@ -40,7 +41,7 @@ def test_window_bounds_end_at_the_end_of_the_tr():
 
 def test_clips_pad_outside_the_audio_with_silence():
     data = _data()
-    start, stop = tuning.window_bounds(np.array([1.0]), tr=2.0, window=4.0)  # starts 2 s before the audio
+    start, stop = tuning.window_bounds(np.array([2.0]), tr=2.0, window=4.0)  # starts 2 s before the audio
     data.bounds["a"] = (np.concatenate([start, data.bounds["a"][0][1:]]), np.concatenate([stop, data.bounds["a"][1][1:]]))
     clip = data.clips("a", np.array([0]))[0]
     assert len(clip) == 4 * 16000

@@ -243,10 +243,10 @@ def distance_profile(attribution: np.ndarray) -> np.ndarray:
     return (a[keep] / total[keep]).mean(0)[::-1]
 
 
-def hrf_word_weights(word_times: np.ndarray, tr_times: np.ndarray, tr: float, window: int = 3) -> np.ndarray:
+def hrf_word_weights(word_times: np.ndarray, times: np.ndarray, tr: float, window: int = 3) -> np.ndarray:
     """Weight of every word in the response of every TR, for word-locked sources seen through the HRF.
 
-    A source with value ``v_j`` at word ``j`` is resampled to the TR grid with the Lanczos filter
+    A source with value ``v_j`` at word ``j`` is resampled to the volumes' sampling times with the Lanczos filter
     (:func:`brainalign.stimuli.lanczos_resample`) and convolved with the canonical HRF
     (:func:`brainalign.stimuli.convolve_hrf`); the response at TR ``t`` is then
     ``sum_j W[t, j] v_j``. This is how the simulated cohort plants its word-level sources, so
@@ -256,9 +256,9 @@ def hrf_word_weights(word_times: np.ndarray, tr_times: np.ndarray, tr: float, wi
     Parameters
     ----------
     word_times : array of shape (n_words,)
-        Time of each word (s), as used for the features (e.g. the middle of the word).
-    tr_times : array of shape (n_trs,)
-        Times of the TRs (s), regularly spaced by ``tr``.
+        Time of each word (s), as used for the features (:func:`brainalign.stimuli.word_times`).
+    times : array of shape (n_trs,)
+        Sampling times of the volumes (s, ``Dataset.sample_times``), regularly spaced by ``tr``.
     tr : float
         Repetition time (s).
     window : int, default=3
@@ -272,11 +272,11 @@ def hrf_word_weights(word_times: np.ndarray, tr_times: np.ndarray, tr: float, wi
     from .stimuli import convolve_hrf, hrf, lanczos_resample
 
     word_times = np.asarray(word_times, dtype=np.float64)
-    tr_times = np.asarray(tr_times, dtype=np.float64)
-    if word_times.ndim != 1 or tr_times.ndim != 1 or len(tr_times) < 2:
-        raise ValueError(f"word_times {word_times.shape} and tr_times {tr_times.shape} must be 1-D (>= 2 TRs)")
-    n_pre = len(hrf(tr)) - 1  # TRs before the first one whose words still reach it through the HRF
-    grid = np.concatenate([tr_times[0] - tr * np.arange(n_pre, 0, -1), tr_times])
+    times = np.asarray(times, dtype=np.float64)
+    if word_times.ndim != 1 or times.ndim != 1 or len(times) < 2:
+        raise ValueError(f"word_times {word_times.shape} and times {times.shape} must be 1-D (>= 2 TRs)")
+    n_pre = len(hrf(tr)) - 1  # volumes before the first one whose words still reach it through the HRF
+    grid = np.concatenate([times[0] - tr * np.arange(n_pre, 0, -1), times])
     kernel = lanczos_resample(np.eye(len(word_times)), word_times, grid, window=window)
     return convolve_hrf(kernel, tr)[n_pre:]
 
@@ -510,8 +510,9 @@ class BrainAttribution:
         The story's words, in order, as the encoders' features were computed from them.
     word_times : array of shape (n_words,)
         Time of each word (s), as given to :func:`brainalign.features.tr_features`.
-    tr_times : array of shape (n_trs,)
-        Times of the story's TRs (s).
+    times : array of shape (n_trs,)
+        Sampling times of the story's volumes (s, ``Dataset.sample_times``), as given to
+        :func:`brainalign.features.tr_features`.
     encoders : mapping of (layer, target) -> RidgeEncoder
         Encoders fitted on TR features of hidden state ``layer`` (0 = embeddings; the
         :func:`~brainalign.features.tr_features` of word features that average each word's
@@ -546,7 +547,7 @@ class BrainAttribution:
 
     Examples
     --------
-    >>> att = BrainAttribution(lm, words, word_times, tr_times, {(15, "S01/LTC"): encoder},
+    >>> att = BrainAttribution(lm, words, word_times, times, {(15, "S01/LTC"): encoder},
     ...                        {"S01/LTC": Y_test[:, ltc]})                     # doctest: +SKIP
     >>> res = att.attribute(att.eligible[:8])                                  # doctest: +SKIP
     >>> res.scores["alignment", 15, "S01/LTC"].shape, res.scores["next_word", 15].shape  # doctest: +SKIP
@@ -558,7 +559,7 @@ class BrainAttribution:
         lm: LoadedModel,
         words: Sequence[str],
         word_times: np.ndarray,
-        tr_times: np.ndarray,
+        times: np.ndarray,
         encoders: Mapping[tuple[int, str], RidgeEncoder],
         responses: Mapping[str, np.ndarray],
         context: int = 64,
@@ -577,7 +578,7 @@ class BrainAttribution:
         self.lm, self.context, self.nwp_readout = lm, int(context), nwp_readout
         self.words = [str(w) for w in words]
         self.word_times = np.asarray(word_times, dtype=np.float64)
-        self.tr_times = np.asarray(tr_times, dtype=np.float64)
+        self.times = np.asarray(times, dtype=np.float64)
         if self.word_times.shape != (len(self.words),):
             raise ValueError(f"word_times has shape {self.word_times.shape}; expected ({len(self.words)},)")
         self.n_layers = lm.spec.n_layers
@@ -600,10 +601,10 @@ class BrainAttribution:
         self.layers = sorted({layer for layer, _ in self.maps})
         self.responses = {k: np.asarray(v, dtype=np.float32) for k, v in responses.items()}
         for name, y in self.responses.items():
-            if y.ndim != 2 or len(y) != len(self.tr_times):
-                raise ValueError(f"responses[{name!r}] has shape {y.shape}; expected ({len(self.tr_times)}, n_targets)")
+            if y.ndim != 2 or len(y) != len(self.times):
+                raise ValueError(f"responses[{name!r}] has shape {y.shape}; expected ({len(self.times)}, n_targets)")
         self.fallback = {int(k): np.asarray(v, dtype=np.float32) for k, v in (fallback or {}).items()}
-        self.lanczos = lanczos_resample(np.eye(len(self.words)), self.word_times, self.tr_times, window=window)
+        self.lanczos = lanczos_resample(np.eye(len(self.words)), self.word_times, self.times, window=window)
         self._plan()
 
     # -- windows -------------------------------------------------------------------------------------

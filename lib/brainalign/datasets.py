@@ -6,11 +6,24 @@ study notebook runs unchanged on the simulated cohort and on real data:
 ``subjects``, ``runs`` (stories or episodes), ``tr`` (seconds), ``space``,
 ``split`` (train / test runs, read from a versioned manifest),
 ``words(run)`` (word, onset, offset in seconds from the stimulus onset),
-``audio(run)`` where the dataset has it, ``tr_times(run)`` (the stimulus time of
-every response row), ``responses(subject, run)`` (float32, (n_trs, n_voxels),
-already trimmed to match ``tr_times``), ``repeats(subject, run)`` where a run
-was repeated, ``rois()`` (name -> boolean voxel mask), ``subregions()`` (ROI ->
-sub-region -> mask) and ``subject_runs(subject)`` (the runs a subject has).
+``audio(run)`` where the dataset has it, ``tr_times(run)`` (the acquisition
+onset of every response row, s from the stimulus onset), ``sample_times(run)``
+(the instant each row stands for, where features are sampled),
+``responses(subject, run)`` (float32, (n_trs, n_voxels), already trimmed to
+match ``tr_times``), ``repeats(subject, run)`` where a run was repeated,
+``rois()`` (name -> boolean voxel mask), ``subregions()`` (ROI -> sub-region
+-> mask) and ``subject_runs(subject)`` (the runs a subject has).
+
+Time base: ``tr_times`` are always the volumes' acquisition onsets.
+``sample_times`` applies :func:`brainalign.stimuli.sample_times` with the
+dataset's ``sample_at``, chosen to match the reference pipeline of the study
+that uses the dataset: ``"centre"`` (onset + TR/2) for ``lebel2023``, as the
+Huth lab's code samples features at the middle of each volume; ``"onset"`` for
+``narratives``, as Study 1's code interpolates word features to the trigger
+times; ``"centre"`` for ``neuromod`` (a volume stands for the movie interval
+it was acquired over, as in the Algonauts per-TR transcripts) and for both
+simulated cohorts, which are generated on these same sampling times.
+``load_dataset(name, sample_at=...)`` overrides the default.
 
 Loaders (``load_dataset(name, **kwargs)``):
 
@@ -271,6 +284,8 @@ class Dataset(ABC):
     tr: float
     space: str
     split: dict
+    #: where a volume's features are sampled: a key of ``stimuli.SAMPLE_AT`` (see the module docstring)
+    sample_at: str = "centre"
 
     @property
     def train_runs(self) -> list[str]:
@@ -297,7 +312,17 @@ class Dataset(ABC):
 
     @abstractmethod
     def tr_times(self, run: str) -> np.ndarray:
-        """Stimulus time (s) of every row of ``responses(subject, run)``, shape (n_trs,)."""
+        """Acquisition onset (s from the stimulus onset) of every row of ``responses(subject, run)``, shape (n_trs,)."""
+
+    def sample_times(self, run: str) -> np.ndarray:
+        """Where each row's stimulus features are sampled (s), shape (n_trs,).
+
+        ``stimuli.sample_times(self.tr_times(run), self.tr, self.sample_at)``:
+        every feature, window and attribution of a run is computed at these times.
+        """
+        from .stimuli import sample_times
+
+        return sample_times(self.tr_times(run), self.tr, self.sample_at)
 
     @abstractmethod
     def responses(self, subject: str, run: str) -> np.ndarray:
@@ -354,8 +379,10 @@ class DS003020(Dataset):
     stimulus grid has ``respdict[story] - 5`` TRs, TR ``k`` at ``k * tr - 10`` s
     from the sound onset; features on that grid are trimmed by ``[10:-5]``
     (``5 + trim : -trim`` with ``trim = 5``), so the response files hold
-    ``respdict[story] - 20`` rows. ``tr_times`` returns the stimulus times of
-    exactly those rows. A repeated story (the test story ``wheretheressmoke``)
+    ``respdict[story] - 20`` rows. ``tr_times`` returns the acquisition
+    onsets of exactly those rows (10, 12, 14, ... s); their features are
+    sampled at the middle of each volume (``sample_at = "centre"``: 11, 13,
+    15, ... s), as the lab's ``DataSequence.from_grid`` does. A repeated story (the test story ``wheretheressmoke``)
     stores its repeats stacked, as (n_repeats, n_trs, n_voxels) or
     (n_repeats * n_trs, n_voxels).
 
@@ -408,10 +435,11 @@ class DS003020(Dataset):
         return self.respdict[run] - self.pad - self.trim_start - self.trim_end
 
     def tr_times(self, run: str) -> np.ndarray:
+        from .stimuli import tr_times
+
         self._check(run=run)
         n_grid = self.respdict[run] - self.pad
-        grid = np.arange(n_grid) * self.tr - self.lead_in
-        return grid[self.trim_start : n_grid - self.trim_end]
+        return tr_times(n_grid, self.tr, start=-self.lead_in)[self.trim_start : n_grid - self.trim_end]
 
     def words(self, run: str) -> pd.DataFrame:
         from .stimuli import read_textgrid
@@ -535,8 +563,9 @@ class SimulatedMovie(Dataset):
 
     Seven short episodes (six train, one test presented ``n_repeats`` times):
     shots of natural images with slow camera motion (:func:`brainalign.stimuli.make_movie`)
-    and a dialogue of two speakers. TR 1.49 s as in CNeuroMod; volume ``k``
-    covers the movie interval ``[k * tr, (k + 1) * tr)`` (``tr_times``). Layout::
+    and a dialogue of two speakers. TR 1.49 s as in CNeuroMod; volume ``k`` is
+    acquired over the movie interval ``[k * tr, (k + 1) * tr)`` (onsets:
+    ``tr_times``) and stands for its middle (``sample_times``). Layout::
 
         stimuli/<run>.wav              16 kHz mono speech track
         stimuli/<run>_words.tsv        word, onset, offset, speaker
@@ -579,8 +608,10 @@ class SimulatedMovie(Dataset):
         return int(self.split["n_trs"][run])
 
     def tr_times(self, run: str) -> np.ndarray:
-        """Start of each volume's movie interval, ``arange(n_trs) * tr`` seconds, shape (n_trs,)."""
-        return np.arange(self.n_trs(run)) * self.tr
+        """Acquisition onset of each volume, ``arange(n_trs) * tr`` seconds, shape (n_trs,)."""
+        from .stimuli import tr_times
+
+        return tr_times(self.n_trs(run), self.tr)
 
     def words(self, run: str) -> pd.DataFrame:
         """Words of a run: ``word, onset, offset`` (s) and the ``speaker`` who says it."""
@@ -712,7 +743,9 @@ class Narratives(Dataset):
     Alignment: TR 1.5 s. The gentle times and the scans both start at the scan
     start; ``responses`` keeps the volumes ``[onset, onset + duration)`` of
     ``event_meta.json``, and ``tr_times`` and ``words`` are relative to the
-    story onset (``onset * tr`` s into the scan), so row ``k`` is at ``k * tr``.
+    story onset (``onset * tr`` s into the scan), so row ``k`` is acquired from
+    ``k * tr``. Features are sampled at those trigger times (``sample_at =
+    "onset"``), as Study 1's code interpolates word features to them.
     Words gentle could not align (empty times in ``align.csv``) get times
     interpolated linearly over the word index between their aligned neighbours
     (``brainalign.stimuli.read_align_csv``); no word is dropped. In a task with
@@ -728,6 +761,7 @@ class Narratives(Dataset):
     name = "narratives"
     space = "fsaverage6 (left then right hemisphere)"
     tr = 1.5
+    sample_at = "onset"
 
     def __init__(self, root: str | Path, runs: Sequence[str] | None = None, subjects: Sequence[str] | None = None,
                  split: dict | None = None, pipeline: str = "afni-nosmooth", exclude: bool = True):
@@ -784,8 +818,10 @@ class Narratives(Dataset):
         return [r for r in self.runs if (subject, r) in self._files]
 
     def tr_times(self, run: str) -> np.ndarray:
+        from .stimuli import tr_times
+
         self._check(run=run)
-        return np.arange(self._story[run][2]) * self.tr
+        return tr_times(self._story[run][2], self.tr)
 
     def words(self, run: str) -> pd.DataFrame:
         from .stimuli import read_align_csv
@@ -941,8 +977,9 @@ class NeuroMod(Dataset):
     are those with both fMRI (for at least one subject) and a transcript. A
     run stored more than once (Movie10's ``figures`` and ``life``, shown twice:
     ``_run-1``, ``_run-2``) gives repeats. The fMRI and the movie start
-    together: row ``k`` is at ``k * 1.49`` s from the movie onset, the time base
-    of the transcripts. Subjects' runs can differ by a TR or two; every
+    together: row ``k`` is acquired from ``k * 1.49`` s after the movie onset,
+    the time base of the transcripts, and stands for the interval it was
+    acquired over (features sampled at its middle, ``sample_at = "centre"``). Subjects' runs can differ by a TR or two; every
     subject's responses are cut to the shortest one on disk, so they all match
     ``tr_times``. Some runs are missing for some subjects (see
     ``subject_runs``).
@@ -1025,8 +1062,10 @@ class NeuroMod(Dataset):
         return [r for r in self.runs if (subject, r) in self._keys]
 
     def tr_times(self, run: str) -> np.ndarray:
+        from .stimuli import tr_times
+
         self._check(run=run)
-        return np.arange(self._n[run]) * self.tr
+        return tr_times(self._n[run], self.tr)
 
     def words(self, run: str) -> pd.DataFrame:
         self._check(run=run)
@@ -1158,8 +1197,18 @@ def load_dataset(name: str = "simulated", **kwargs) -> Dataset:
         Passed to the loader: ``seed`` (and ``root``) for ``simulated`` and ``simulated-movie``; ``root`` (default: a
         folder of the data home) for the real ones; ``tr`` for ``lebel2023``;
         ``runs``, ``subjects``, ``pipeline`` for ``narratives``; ``task``
-        ("friends" or "movie10") and ``labels`` for ``neuromod``.
+        ("friends" or "movie10") and ``labels`` for ``neuromod``. Every loader
+        takes ``sample_at`` (a key of ``stimuli.SAMPLE_AT``), which overrides
+        where the dataset's features are sampled (``Dataset.sample_times``).
     """
+    from .stimuli import SAMPLE_AT
+
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid datasets: {sorted(DATASETS)}")
-    return DATASETS[name](**kwargs)
+    sample_at = kwargs.pop("sample_at", None)
+    if sample_at is not None and sample_at not in SAMPLE_AT:
+        raise ValueError(f"unknown sample_at {sample_at!r}; valid: {sorted(SAMPLE_AT)}")
+    ds = DATASETS[name](**kwargs)
+    if sample_at is not None:
+        ds.sample_at = sample_at
+    return ds

@@ -358,20 +358,23 @@ def _whole_story(lm: LoadedModel, words: list[str], layers: list[int], max_token
 def tr_features(
     word_feats: np.ndarray,
     word_times: np.ndarray,
-    tr_times: np.ndarray,
+    times: np.ndarray,
     window: int = 3,
     cutoff_mult: float = 1.0,
 ) -> np.ndarray:
-    """Resample word features to the fMRI acquisition times (Lanczos filter).
+    """Resample word features to the volumes' sampling times (Lanczos filter).
+
+    The kernel is centred on each sampling time and reaches ``window`` TRs
+    to either side (see the time base of :mod:`brainalign.stimuli`).
 
     Parameters
     ----------
     word_feats : ndarray, shape (n_layers, n_words, dim)
         From :func:`word_features`.
     word_times : ndarray, shape (n_words,)
-        Time of each word (s), e.g. its onset or middle.
-    tr_times : ndarray, shape (n_trs,)
-        Time of each volume (s).
+        Time of each word (s): :func:`brainalign.stimuli.word_times`, its midpoint.
+    times : ndarray, shape (n_trs,)
+        Sampling time of each volume (s): ``Dataset.sample_times(run)``.
     window : int
         Lobes of the Lanczos kernel.
     cutoff_mult : float
@@ -385,18 +388,18 @@ def tr_features(
 
     feats = np.asarray(word_feats)
     word_times = np.asarray(word_times, dtype=float)
-    tr_times = np.asarray(tr_times, dtype=float)
+    times = np.asarray(times, dtype=float)
     if feats.ndim != 3:
         raise ValueError(f"word_feats must have shape (n_layers, n_words, dim), got shape {feats.shape}")
     n_layers, n_words, dim = feats.shape
     if word_times.shape != (n_words,):
         raise ValueError(f"word_times must have shape ({n_words},) to match word_feats, got {word_times.shape}")
-    if tr_times.ndim != 1:
-        raise ValueError(f"tr_times must be one-dimensional, got shape {tr_times.shape}")
+    if times.ndim != 1:
+        raise ValueError(f"times must be one-dimensional, got shape {times.shape}")
     # the filter is linear and acts on each column alone: resample all layers in one call
     flat = feats.transpose(1, 0, 2).reshape(n_words, n_layers * dim)
-    resampled = np.asarray(lanczos_resample(flat, word_times, tr_times, window=window, cutoff_mult=cutoff_mult))
-    return resampled.reshape(len(tr_times), n_layers, dim).transpose(1, 0, 2).astype(np.float32)
+    resampled = np.asarray(lanczos_resample(flat, word_times, times, window=window, cutoff_mult=cutoff_mult))
+    return resampled.reshape(len(times), n_layers, dim).transpose(1, 0, 2).astype(np.float32)
 
 
 # -- speech and vision ------------------------------------------------------------------------------------------------
@@ -411,11 +414,11 @@ def _media_model(model: str | LoadedModel, kind: str) -> tuple[str, str, str, in
     return name, rev, dtype, n_hidden
 
 
-def _check_tr_times(tr_times: np.ndarray) -> np.ndarray:
-    tr_times = np.asarray(tr_times, dtype=float)
-    if tr_times.ndim != 1 or len(tr_times) < 2 or not np.all(np.diff(tr_times) > 0):
-        raise ValueError(f"tr_times must be 1-D and increasing with at least 2 entries, got shape {tr_times.shape}")
-    return tr_times
+def _check_times(times: np.ndarray) -> np.ndarray:
+    times = np.asarray(times, dtype=float)
+    if times.ndim != 1 or len(times) < 2 or not np.all(np.diff(times) > 0):
+        raise ValueError(f"times must be 1-D and increasing with at least 2 entries, got shape {times.shape}")
+    return times
 
 
 def _cached_layers(step: str, model: str | LoadedModel, kind: str, layers: Sequence[int] | None, parts: dict,
@@ -527,20 +530,21 @@ def speech_tr_features(
     model: str | LoadedModel,
     audio: np.ndarray,
     sr: int,
-    tr_times: np.ndarray,
+    times: np.ndarray,
     window: float = 16.0,
     stride: float | None = 0.1,
     layers: Sequence[int] | None = None,
     batch_size: int = 16,
     cache: bool = True,
 ) -> list[np.ndarray]:
-    """Speech-model features at the fMRI acquisition times.
+    """Speech-model features at the volumes' sampling times.
 
     The features of :func:`speech_window_features` (the last frame of a
     ``window``-second window ending every ``stride`` seconds, as in the
     evaluation of speech-model brain tuning) are Lanczos-resampled to
-    ``tr_times`` and scaled by ``stride / TR``, so a constant feature stays
-    about constant (a kernel-weighted mean). Cached.
+    ``times`` and scaled by ``stride / TR``, so a constant feature stays
+    about constant (a kernel-weighted mean). Each window is causal; the
+    Lanczos kernel reaches 3 TRs past a sampling time. Cached.
 
     The cost is one forward pass per window: ``duration / stride`` windows
     of ``window`` seconds each (whisper-tiny-en: about 0.23 s per 16 s window
@@ -560,8 +564,8 @@ def speech_tr_features(
         Mono waveform.
     sr : int
         Its sample rate (Hz); resampled to 16 kHz.
-    tr_times : array of shape (n_trs,)
-        Time of each volume (s), in the audio's time frame.
+    times : array of shape (n_trs,)
+        Sampling time of each volume (s), in the audio's time frame: ``Dataset.sample_times(run)``.
     window : float
         Window length (s).
     stride : float or None
@@ -580,13 +584,13 @@ def speech_tr_features(
     from .models import check_audio
     from .stimuli import lanczos_resample
 
-    tr_times = _check_tr_times(tr_times)
+    times = _check_times(times)
     audio = np.asarray(audio)
     check_audio(audio, sr)  # bad input fails even when the features are cached
 
     from .models import speech_hidden_states
 
-    tr = float(np.mean(np.diff(tr_times)))
+    tr = float(np.mean(np.diff(times)))
 
     def run(lm: LoadedModel, layer_list: list[int]) -> list[np.ndarray]:
         if stride is None:
@@ -597,9 +601,9 @@ def speech_tr_features(
         else:
             states, ends = speech_window_features(lm, audio, sr, window, stride, layer_list, batch_size)
             step = float(stride)
-        return [(step / tr) * lanczos_resample(s, ends, tr_times) for s in states]
+        return [(step / tr) * lanczos_resample(s, ends, times) for s in states]
 
-    parts = {"audio": audio, "sr": int(sr), "tr_times": tr_times, "window": float(window),
+    parts = {"audio": audio, "sr": int(sr), "times": times, "window": float(window),
              "stride": None if stride is None else float(stride), "speech_version": SPEECH_VERSION}
     return _cached_layers("speech_tr_features", model, "speech", layers, parts, cache, run)
 
@@ -631,19 +635,19 @@ def vision_tr_features(
     model: str | LoadedModel,
     frames: np.ndarray,
     frame_times: np.ndarray,
-    tr_times: np.ndarray,
+    times: np.ndarray,
     method: str = "lanczos",
     layers: Sequence[int] | None = None,
     batch_size: int = 32,
     cache: bool = True,
 ) -> list[np.ndarray]:
-    """Vision-model features of a movie's frames at the fMRI acquisition times.
+    """Vision-model features of a movie's frames at the volumes' sampling times.
 
     Each frame's pooled hidden states (:func:`models.vision_hidden_states`)
-    are brought to the TRs by ``"lanczos"`` (Lanczos resampling scaled by
+    are brought to the volumes by ``"lanczos"`` (Lanczos resampling scaled by
     ``frame step / TR``: a kernel-weighted mean) or ``"mean"`` (the mean of
-    the frames in ``[t - TR/2, t + TR/2)`` around each TR time ``t``; zeros
-    where no frame falls). Cached.
+    the frames in each volume's box, :func:`brainalign.stimuli.frames_per_tr`:
+    the TR centred on its sampling time; zeros where no frame falls). Cached.
 
     Parameters
     ----------
@@ -652,7 +656,8 @@ def vision_tr_features(
     frames : uint8 array of shape (n_frames, height, width, 3)
     frame_times : array of shape (n_frames,)
         When each frame is shown (s), increasing.
-    tr_times : array of shape (n_trs,)
+    times : array of shape (n_trs,)
+        Sampling time of each volume (s): ``Dataset.sample_times(run)``.
     method : {"lanczos", "mean"}
     layers : sequence of int, optional
         Hidden states to return; all by default.
@@ -665,34 +670,27 @@ def vision_tr_features(
     list of ndarrays of float32, one per selected layer, layer ``k`` of shape (n_trs, spec.hidden_dims()[k])
     """
     from .models import check_images
-    from .stimuli import lanczos_resample
+    from .stimuli import frames_per_tr, lanczos_resample
 
     frames = check_images(frames)
     frame_times = np.asarray(frame_times, dtype=float)
-    tr_times = _check_tr_times(tr_times)
+    times = _check_times(times)
     if frame_times.shape != (len(frames),) or (len(frames) > 1 and not np.all(np.diff(frame_times) > 0)):
         raise ValueError(f"frame_times must be increasing with shape ({len(frames)},), got shape {frame_times.shape}")
     if method not in ("lanczos", "mean"):
         raise ValueError(f"method must be 'lanczos' or 'mean', got {method!r}")
-    tr = float(np.mean(np.diff(tr_times)))
+    tr = float(np.mean(np.diff(times)))
 
     def run(lm: LoadedModel, layer_list: list[int]) -> list[np.ndarray]:
         states = frame_states(lm, frames, batch_size=batch_size, cache=cache)
         states = [states[layer] for layer in layer_list]
         if method == "lanczos":
             step = float(np.median(np.diff(frame_times))) if len(frames) > 1 else tr
-            return [(step / tr) * lanczos_resample(s, frame_times, tr_times) for s in states]
-        bins = np.searchsorted(tr_times - tr / 2, frame_times, side="right") - 1
-        inside = (bins >= 0) & (frame_times < tr_times[np.clip(bins, 0, None)] + tr / 2)
-        counts = np.bincount(bins[inside], minlength=len(tr_times))[:, None]
-        out = []
-        for s in states:
-            total = np.zeros((len(tr_times), s.shape[1]))
-            np.add.at(total, bins[inside], s[inside])
-            out.append(np.divide(total, counts, out=np.zeros_like(total), where=counts > 0))
-        return out
+            return [(step / tr) * lanczos_resample(s, frame_times, times) for s in states]
+        boxes = frames_per_tr(frame_times, times, tr)
+        return [np.stack([s[idx].mean(0) if len(idx) else np.zeros(s.shape[1]) for idx in boxes]) for s in states]
 
-    parts = {"frames": frames, "frame_times": frame_times, "tr_times": tr_times, "method": method}
+    parts = {"frames": frames, "frame_times": frame_times, "times": times, "method": method}
     return _cached_layers("vision_tr_features", model, "vision", layers, parts, cache, run)
 
 
@@ -702,21 +700,20 @@ def av_tr_features(
     sr: int,
     frames: np.ndarray,
     frame_times: np.ndarray,
-    tr_times: np.ndarray,
+    times: np.ndarray,
     window: float = 3.0,
     layers: Sequence[int] | None = None,
     batch_size: int = 16,
     cache: bool = True,
 ) -> list[np.ndarray]:
-    """Audio-video model features, one window per TR. Cached.
+    """Audio-video model features, one window per volume. Cached.
 
-    Volume ``k`` gets the states of the window ``[t_k + TR - window, t_k + TR)``
-    that ends where its interval ``[t_k, t_k + TR)`` ends (``t_k = tr_times[k]``,
-    the start of the volume's stimulus interval, as ``SimulatedMovie.tr_times``
-    gives it; TR = the mean step of ``tr_times``). A window sees only its own
-    audio and frames (:func:`models.av_hidden_states`), so a change in the
-    stimulus at time ``e`` moves the features of the volume whose interval
-    holds ``e`` and of the ``window / TR`` volumes after it, and no earlier one.
+    Volume ``k`` gets the states of the window ``[s_k - window, s_k)`` that
+    ends at its sampling time ``s_k = times[k]`` (``Dataset.sample_times``:
+    causal, see the time base of :mod:`brainalign.stimuli`). A window sees
+    only its own audio and frames (:func:`models.av_hidden_states`), so a
+    change in the stimulus at time ``e`` moves the features of the volumes
+    whose sampling time is in ``(e, e + window]``, and no earlier one.
 
     ``"whisper-efficientnet-fusion"``'s fusion layers are NOT pretrained (seeded
     random initialisation): studies must treat its fusion states as those of an
@@ -733,8 +730,8 @@ def av_tr_features(
     frames : uint8 array of shape (n_frames, height, width, 3)
     frame_times : array of shape (n_frames,)
         When each frame is shown (s), increasing.
-    tr_times : array of shape (n_trs,)
-        Start of each volume's interval (s), increasing.
+    times : array of shape (n_trs,)
+        Sampling time of each volume (s), increasing: where its window ends.
     window : float
         Seconds of audio and video in each window (at most 30).
     layers : sequence of int, optional
@@ -750,7 +747,7 @@ def av_tr_features(
     """
     from .models import av_hidden_states, check_audio, check_images
 
-    tr_times = _check_tr_times(tr_times)
+    times = _check_times(times)
     audio = np.asarray(audio)
     check_audio(audio, sr)
     frames = check_images(frames)
@@ -759,14 +756,13 @@ def av_tr_features(
         raise ValueError(f"frame_times must be increasing with shape ({len(frames)},), got shape {frame_times.shape}")
     if not (np.isfinite(window) and 0 < window <= 30):
         raise ValueError(f"window={window!r} must be a number of seconds in (0, 30]")
-    ends = tr_times + float(np.mean(np.diff(tr_times)))
 
     def run(lm: LoadedModel, layer_list: list[int]) -> list[np.ndarray]:
         video = frame_states(lm.model.vision_lm, frames, cache=cache) if len(frames) and hasattr(lm.model, "vision_lm") else None
-        states = av_hidden_states(lm, audio, sr, frames, frame_times, ends, window=float(window), batch_size=batch_size,
+        states = av_hidden_states(lm, audio, sr, frames, frame_times, times, window=float(window), batch_size=batch_size,
                                   video_states=video)
         return [states[layer] for layer in layer_list]
 
-    parts = {"audio": audio, "sr": int(sr), "frames": frames, "frame_times": frame_times, "tr_times": tr_times,
+    parts = {"audio": audio, "sr": int(sr), "frames": frames, "frame_times": frame_times, "times": times,
              "window": float(window)}
     return _cached_layers("av_tr_features", model, "audio-video", layers, parts, cache, run)

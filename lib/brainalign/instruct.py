@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .features import _cached_layers, _check_tr_times, _max_tokens
+from .features import _cached_layers, _check_times, _max_tokens
 from .models import LoadedModel, get_spec
 
 __all__ = ["INSTRUCT_VERSION", "image_descriptions", "instruct_prompts", "instruct_tr_features", "multimodal_instruct_tr_features",
@@ -102,7 +102,7 @@ def instruct_prompts(lm: LoadedModel, instruction: str, pieces: Sequence[str], t
                      ends: np.ndarray) -> tuple[list[int], np.ndarray, list[int]]:
     """The token ids of the instruction prompts of every volume, as a shared prefix and one final segment.
 
-    The prompt of the volume whose interval ends at ``ends[k]`` is one user
+    The prompt of the volume sampled at ``ends[k]`` is one user
     turn in the model's chat template (plain text and ``Answer:`` for a model
     without one)::
 
@@ -125,6 +125,7 @@ def instruct_prompts(lm: LoadedModel, instruction: str, pieces: Sequence[str], t
     instruction : str
     pieces, times : from :func:`transcript_pieces`
     ends : array of shape (n_trs,)
+        Sampling time of each volume (s): where its transcript ends.
 
     Returns
     -------
@@ -229,8 +230,8 @@ def instruct_tr_features(
         the base-vs-instruction-tuned contrast). The simulated cohorts'
         generator (``simulate.GENERATOR``) is refused.
     dataset : Dataset
-        Gives ``runs``, ``words(run)``, ``tr``, ``tr_times(run)`` (or
-        ``n_trs(run)``; volume ``k`` covers ``[t_k, t_k + tr)``), and
+        Gives ``runs``, ``words(run)``, ``tr``, ``sample_times(run)`` (volume
+        ``k`` reads the transcript up to its sampling time: causal), and
         ``shots(run)`` where it has video (otherwise there is no screen channel).
     run : str
     instruction : str
@@ -259,14 +260,14 @@ def instruct_tr_features(
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
     words = dataset.words(run).sort_values("onset", kind="stable").reset_index(drop=True)
     tr = float(dataset.tr)
-    tr_times = _check_tr_times(dataset.tr_times(run) if hasattr(dataset, "tr_times") else np.arange(dataset.n_trs(run)) * tr)
+    ends = _check_times(dataset.sample_times(run))
     pieces, times = transcript_pieces(words, dataset.shots(run) if hasattr(dataset, "shots") else None)
 
     def run_model(lm: LoadedModel, layer_list: list[int]) -> list[np.ndarray]:
-        prefix, cuts, suffix = instruct_prompts(lm, instruction, pieces, times, tr_times + tr)
+        prefix, cuts, suffix = instruct_prompts(lm, instruction, pieces, times, ends)
         return _instruct_states(lm, prefix, cuts, suffix, layer_list, int(batch_size))
 
-    parts = {"instruction": instruction.strip(), "pieces": pieces, "times": times, "tr_times": tr_times, "tr": tr,
+    parts = {"instruction": instruction.strip(), "pieces": pieces, "times": times, "ends": ends, "tr": tr,
              "recipe": INSTRUCT_VERSION}
     return _cached_layers("instruct_tr_features", model, "causal", layers, parts, cache, run_model)
 
@@ -336,7 +337,7 @@ def multimodal_prompt(lm: LoadedModel, instruction: str, media) -> dict:
 def multimodal_instruct_tr_features(
     model: str | LoadedModel,
     instruction: str,
-    tr_times: np.ndarray,
+    times: np.ndarray,
     audio: np.ndarray | None = None,
     sr: int | None = None,
     frames: np.ndarray | None = None,
@@ -349,10 +350,9 @@ def multimodal_instruct_tr_features(
 ) -> list[np.ndarray]:
     """Instruction-conditioned features of an instruction-following multimodal LM (Oota et al. 2025). Cached.
 
-    For each volume ``k`` (interval ``[t_k, t_k + TR)``, ``t_k = tr_times[k]``,
-    TR = the mean step of ``tr_times``) the model reads, in its chat template,
-    the media of the window ``[t_k + TR - window, t_k + TR)`` and the
-    ``instruction``; it answers greedily (at most ``max_new_tokens`` tokens),
+    For each volume ``k`` (sampling time ``s_k = times[k]``) the model reads,
+    in its chat template, the media of the causal window ``[s_k - window, s_k)``
+    and the ``instruction``; it answers greedily (at most ``max_new_tokens`` tokens),
     and the volume's feature at each layer is the language model's mean hidden
     state over the answer's tokens (:func:`_answer_states`). Qwen2-Audio reads
     the window's audio (resampled to 16 kHz; at least 0.1 s);
@@ -365,8 +365,8 @@ def multimodal_instruct_tr_features(
         ``"Qwen/Qwen2-Audio-7B-Instruct"`` or ``"llava-hf/LLaVA-NeXT-Video-7B-hf"``
         (hub, loaded only on a cache miss), or a loaded model of those classes.
     instruction : str
-    tr_times : array of shape (n_trs,)
-        Start of each volume's interval (s), increasing.
+    times : array of shape (n_trs,)
+        Sampling time of each volume (s), increasing: ``Dataset.sample_times(run)``.
     audio : array of shape (n_samples,), optional
         Mono waveform (audio models).
     sr : int, optional
@@ -393,7 +393,7 @@ def multimodal_instruct_tr_features(
 
     if not isinstance(instruction, str) or not instruction.strip():
         raise ValueError(f"instruction must be a non-empty string, got {instruction!r}")
-    tr_times = _check_tr_times(tr_times)
+    ends = _check_times(times)
     if not (np.isfinite(window) and window > 0):
         raise ValueError(f"window={window!r} must be a positive number of seconds")
     for name, value in (("n_frames", n_frames), ("max_new_tokens", max_new_tokens)):
@@ -401,7 +401,6 @@ def multimodal_instruct_tr_features(
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     if (audio is None) == (frames is None):
         raise ValueError("give either audio (with sr) for an audio model, or frames (with frame_times) for a video model")
-    ends = tr_times + float(np.mean(np.diff(tr_times)))
     if audio is not None:
         if sr is None:
             raise ValueError("audio needs its sample rate sr")
@@ -420,8 +419,8 @@ def multimodal_instruct_tr_features(
             stop = int(np.clip(round(ends[k] * SPEECH_SR), SPEECH_SR // 10, len(wave)))
             start = int(np.clip(round((ends[k] - window) * SPEECH_SR), 0, stop - SPEECH_SR // 10))
             return wave[start:stop]
-        times = ends[k] - window + window * (np.arange(int(n_frames)) + 0.5) / int(n_frames)
-        return frames[np.clip(np.searchsorted(frame_times, times, side="right") - 1, 0, len(frames) - 1)]
+        shown = ends[k] - window + window * (np.arange(int(n_frames)) + 0.5) / int(n_frames)
+        return frames[np.clip(np.searchsorted(frame_times, shown, side="right") - 1, 0, len(frames) - 1)]
 
     def run(lm: LoadedModel, layer_list: list[int]) -> list[np.ndarray]:
         medium = instruct_medium(lm.model)
@@ -430,6 +429,6 @@ def multimodal_instruct_tr_features(
         rows = [_answer_states(lm, multimodal_prompt(lm, instruction, clip(k)), layer_list, max_new_tokens) for k in range(len(ends))]
         return [np.stack([r[j] for r in rows]).astype(np.float32) for j in range(len(layer_list))]
 
-    parts.update({"instruction": instruction.strip(), "tr_times": tr_times, "window": float(window),
+    parts.update({"instruction": instruction.strip(), "ends": ends, "window": float(window),
                   "max_new_tokens": int(max_new_tokens), "recipe": INSTRUCT_VERSION})
     return _cached_layers("multimodal_instruct_tr_features", model, "instruct-multimodal", layers, parts, cache, run)

@@ -26,6 +26,13 @@ realistic ROI median (auditory 0.30, language 0.12-0.22, controls 0), lower in
 the right hemisphere's language regions. The test story is presented
 ``n_repeats`` times with fresh noise, so noise ceilings can be estimated.
 
+Every source is sampled at the volumes' sampling times (the middle of each
+volume: ``Simulated.sample_at``, through ``stimuli.sample_times``), the same
+instants at which the analysis samples features (``Dataset.sample_times``), so
+a response planted at a lag of ``k`` volumes is found at FIR delay ``k``. The
+ground truth keeps every source before (``stimulus_sources/<run>``) and after
+(``sources/<run>``) the HRF.
+
 The cohort is written in the OpenNeuro ds003020 layout (see
 ``brainalign.datasets.DS003020``), with the space, ROIs, split and ground truth
 in ``derivative/brainalign/``. It is deterministic given the seed, generated
@@ -86,8 +93,8 @@ __all__ = ["generate", "cohort_root", "ROI_GROUPS", "ROI_SOURCES", "EV_MEDIAN", 
 
 log = logging.getLogger(__name__)
 
-#: bump when the generator's output changes
-COHORT_VERSION = 1
+#: bump when the generator's output changes (2: sources sampled at the volumes' centres, ``Simulated.sample_at``)
+COHORT_VERSION = 2
 STORIES = Path(__file__).resolve().parent / "resources" / "stimuli" / "mobydick"
 GENERATOR = "gemma-3-270m"
 GENERATOR_LAYER = 9
@@ -130,9 +137,17 @@ def _clean(word: str) -> str:
 
 
 def _story_grid(duration: float) -> tuple[int, np.ndarray]:
-    """Stimulus grid of a story lasting ``duration`` s: (respdict entry, grid times)."""
-    n_grid = int(np.ceil((duration + 20.0) / TR)) + 1  # 10 s before the sound, >= 10 s after
-    return n_grid + 5, np.arange(n_grid) * TR - 10.0
+    """Stimulus grid of a story lasting ``duration`` s: (respdict entry, the volumes' sampling times).
+
+    The grid's acquisition onsets are those of ``DS003020.tr_times`` before
+    trimming (10 s before the sound, >= 10 s after it); its sources are
+    sampled where the analysis samples features (``Simulated.sample_at``).
+    """
+    from .datasets import Simulated
+    from .stimuli import sample_times, tr_times
+
+    n_grid = int(np.ceil((duration + 20.0) / TR)) + 1
+    return n_grid + 5, sample_times(tr_times(n_grid, TR, start=-10.0), TR, Simulated.sample_at)
 
 
 def _speak(stories: list[str]) -> dict:
@@ -165,7 +180,7 @@ def _lanczos(values: np.ndarray, times: np.ndarray, grid: np.ndarray) -> np.ndar
 def _sources(speech: dict, seed: int) -> dict[str, dict[str, np.ndarray]]:
     """Every source on every story's stimulus grid, z-scored across stories: story -> name -> (n_grid, dims)."""
     from .linguistics import annotate_words
-    from .stimuli import audio_envelope
+    from .stimuli import audio_envelope, word_times
 
     stories = list(speech)
     words = {s: list(speech[s].words["word"]) for s in stories}
@@ -194,7 +209,7 @@ def _sources(speech: dict, seed: int) -> dict[str, dict[str, np.ndarray]]:
         sp = speech[s]
         _, grid = _story_grid(len(sp.audio) / sp.sr)
         w = sp.words
-        mid = ((w["onset"] + w["offset"]) / 2).to_numpy()
+        mid = word_times(w)
         lexical = np.column_stack([
             np.array([len(x) for x in cleaned[s]], float),
             -np.log(np.array([counts[x] for x in cleaned[s]], float)),
@@ -386,6 +401,7 @@ def _write_cohort(root: Path, seed: int) -> None:
                 f.create_dataset("data", data=data if s == test else data[0])
     for s in stories:
         truth[f"sources/{s}"] = np.concatenate([_hrf(sources[s][n])[keep] for n in SOURCES], axis=1)
+        truth[f"stimulus_sources/{s}"] = np.concatenate([sources[s][n][keep] for n in SOURCES], axis=1)
     _write_truth_and_space(deriv / "brainalign", truth, SOURCES, dims, ev_all, ROI_SOURCES, roi_names, vertices, roi_index, hemi)
     split = {k: m[k] for k in ("version", "train", "test", "subjects", "held_out_subjects", "n_repeats")}
     split.update(seed=seed, cohort_version=COHORT_VERSION, generator=GENERATOR, simulated=True)
@@ -436,8 +452,8 @@ def fingerprint(root: str | Path) -> str:
 
 
 # == the simulated movie cohort ==================================================
-#: bump when the movie cohort's output changes
-MOVIE_COHORT_VERSION = 1
+#: bump when the movie cohort's output changes (2: word rate resampled from the words' midpoints, as in the story cohort)
+MOVIE_COHORT_VERSION = 2
 MOVIE_TR = 1.49
 MOVIE_FPS = 5.0
 MOVIE_SIZE = 128
@@ -531,7 +547,10 @@ def _visual_energy(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _per_tr(values: np.ndarray, times: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """Mean of the rows of ``values`` inside each TR window [t, t + MOVIE_TR) (zeros where none)."""
+    """Mean of the rows of ``values`` inside each volume's box (``stimuli.frames_per_tr``; zeros where none).
+
+    ``grid`` holds the volumes' sampling times.
+    """
     from .stimuli import frames_per_tr
 
     values = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
@@ -543,13 +562,16 @@ def _per_tr(values: np.ndarray, times: np.ndarray, grid: np.ndarray) -> np.ndarr
 
 
 def movie_grid(duration: float) -> np.ndarray:
-    """Start times of the TRs of a movie run lasting ``duration`` s: ``arange(ceil(duration / 1.49)) * 1.49``."""
-    return np.arange(int(np.ceil(duration / MOVIE_TR))) * MOVIE_TR
+    """Acquisition onsets of the volumes of a movie run lasting ``duration`` s: ``arange(ceil(duration / 1.49)) * 1.49``."""
+    from .stimuli import tr_times
+
+    return tr_times(int(np.ceil(duration / MOVIE_TR)), MOVIE_TR)
 
 
 def _movie_sources(movies: dict, seed: int) -> dict[str, dict[str, np.ndarray]]:
     """Every movie source on every run's TR grid, z-scored across runs: run -> name -> (n_tr, dims)."""
-    from .stimuli import audio_envelope, frames_per_tr, on_screen_at, speaking_at
+    from .datasets import SimulatedMovie
+    from .stimuli import audio_envelope, on_screen_at, sample_times, speaking_at, word_times
 
     runs = list(movies)
     semantic = _generator_states({r: list(movies[r].words["word"]) for r in runs})
@@ -562,7 +584,7 @@ def _movie_sources(movies: dict, seed: int) -> dict[str, dict[str, np.ndarray]]:
     raw_gabor = {}
     for r in runs:
         mv = movies[r]
-        grid = movie_grid(mv.duration)
+        grid = sample_times(movie_grid(mv.duration), MOVIE_TR, SimulatedMovie.sample_at)
         gabor, motion = _visual_energy(mv.frames)
         raw_gabor[r] = _per_tr(gabor, mv.frame_times, grid)
         fine = np.arange(0.05, mv.duration, 0.1)
@@ -570,14 +592,13 @@ def _movie_sources(movies: dict, seed: int) -> dict[str, dict[str, np.ndarray]]:
         talking = speaking_at(mv.words, fine)
         av = (talking != "") & (talking == on_screen_at(mv.shots, fine))
         w = mv.words
-        mid = ((w["onset"] + w["offset"]) / 2).to_numpy()
-        onsets = np.sort(w["onset"].to_numpy())
+        mid = word_times(w)
         out[r] = {
             "motion": _per_tr(motion, mv.frame_times, grid),
             "envelope": _per_tr(env, fine, grid),
-            "word_rate": np.array([len(i) for i in frames_per_tr(onsets, grid, MOVIE_TR)], float)[:, None],
+            "word_rate": _lanczos(np.ones((len(w), 1)), mid, grid),
             "av_speech": _per_tr(av.astype(float), fine, grid),
-            "semantic": _lanczos((semantic[r] - mean) @ pcs, mid, grid + MOVIE_TR / 2),
+            "semantic": _lanczos((semantic[r] - mean) @ pcs, mid, grid),
         }
     cat = np.concatenate(list(raw_gabor.values()))
     mu = cat.mean(0)

@@ -6,6 +6,32 @@ speaks a text with espeak-ng and reports when each word was said. Features
 sampled at word times are brought onto the fMRI grid with
 :func:`lanczos_resample`, delayed with :func:`make_delayed` or convolved with
 the canonical HRF (:func:`convolve_hrf`).
+
+Time base
+---------
+Every time is in seconds from the stimulus onset of its run. A volume is
+acquired from its *onset* ``t_k`` (``Dataset.tr_times``: the trigger times)
+to ``t_k + TR``. The instant a volume stands for, where stimulus features are
+sampled, is :func:`sample_times`: ``t_k + TR / 2`` (``at="centre"``, the
+Huth lab's LeBel pipeline, ``DataSequence.from_grid``) or ``t_k``
+(``at="onset"``, Study 1's Narratives code); each dataset names its default
+(``Dataset.sample_at``). A word stands at its midpoint (:func:`word_times`).
+
+Around a sampling time ``s_k`` the features are read as follows, and nowhere
+else is a fraction of a TR added:
+
+* *windows of context* (the audio a speech model hears, the text an
+  instruction model reads, the audio and frames of an audio-video model) end
+  at ``s_k``: nothing after the sampling time enters them (causal);
+* *resampling kernels* are centred on ``s_k`` and so reach past it: the
+  Lanczos filter of :func:`lanczos_resample` by ``window`` sampling periods
+  (3 TRs by default, most of its weight within half a TR), the per-volume box
+  of :func:`frames_per_tr` by half a TR. Behind an FIR delay of ``d`` TRs the
+  Lanczos kernel reaches ``3 - d`` TRs past the volume it predicts (none from
+  a delay of 3 TRs on).
+
+A response planted at lag ``k`` volumes on these sampling times is recovered
+at FIR delay ``k`` (the simulated cohorts are generated on them).
 """
 
 from __future__ import annotations
@@ -36,6 +62,7 @@ __all__ = [
     "MOVIE_VOICES",
     "Movie",
     "NONWORDS",
+    "SAMPLE_AT",
     "Speech",
     "audio_envelope",
     "convolve_hrf",
@@ -51,9 +78,11 @@ __all__ = [
     "read_textgrid",
     "read_video",
     "render_shots",
+    "sample_times",
     "speaking_at",
     "synthesize_speech",
     "tr_times",
+    "word_times",
     "write_textgrid",
 ]
 
@@ -218,9 +247,23 @@ def read_align_csv(path: str | os.PathLike) -> pd.DataFrame:
     return pd.DataFrame({"word": words, "onset": onset, "offset": offset})
 
 
-# -- resampling to the fMRI grid ------------------------------------------------
+# -- the time base: volumes, sampling times, words -------------------------------
+#: where in its acquisition a volume's features are sampled, as a fraction of the TR after its onset
+SAMPLE_AT: dict[str, float] = {"onset": 0.0, "centre": 0.5}
+
+
 def tr_times(n_trs: int, tr: float, start: float = 0.0) -> np.ndarray:
-    """The acquisition times of ``n_trs`` volumes.
+    """The acquisition onsets of ``n_trs`` volumes.
+
+    Parameters
+    ----------
+    n_trs : int
+        Number of volumes.
+    tr : float
+        Repetition time (s).
+    start : float
+        Onset of the first volume (s from the stimulus onset; negative when the
+        scan starts before the stimulus).
 
     Returns
     -------
@@ -232,6 +275,67 @@ def tr_times(n_trs: int, tr: float, start: float = 0.0) -> np.ndarray:
     if not tr > 0:
         raise ValueError(f"tr={tr} must be positive")
     return float(start) + float(tr) * np.arange(int(n_trs), dtype=np.float64)
+
+
+def sample_times(tr_times: np.ndarray, tr: float, at: str = "centre") -> np.ndarray:
+    """The instant each volume stands for: where its stimulus features are sampled.
+
+    The one place where the time base is decided (see the module docstring):
+    every feature, window, simulated source and attribution weight is
+    computed at these times.
+
+    Parameters
+    ----------
+    tr_times : array of shape (n_trs,)
+        Acquisition onset of each volume (s), as ``Dataset.tr_times`` returns it.
+    tr : float
+        Repetition time (s).
+    at : {"centre", "onset"}
+        ``"centre"``: ``tr_times + tr / 2``, the middle of each acquisition (the
+        Huth lab's LeBel pipeline); ``"onset"``: ``tr_times`` (Study 1's
+        Narratives code).
+
+    Returns
+    -------
+    times : array of shape (n_trs,)
+        Sampling times (s), float64.
+
+    Examples
+    --------
+    >>> sample_times(tr_times(3, 2.0, start=10.0), 2.0).tolist()
+    [11.0, 13.0, 15.0]
+    >>> sample_times([0.0, 1.5], 1.5, at="onset").tolist()
+    [0.0, 1.5]
+    """
+    if at not in SAMPLE_AT:
+        raise ValueError(f"unknown sampling instant at={at!r}; valid: {sorted(SAMPLE_AT)}")
+    if not (np.isfinite(tr) and tr > 0):
+        raise ValueError(f"tr={tr!r} must be a positive number of seconds")
+    onsets = np.asarray(tr_times, dtype=np.float64)
+    if onsets.ndim != 1:
+        raise ValueError(f"tr_times must be 1-D, got shape {onsets.shape}")
+    return onsets + SAMPLE_AT[at] * float(tr)
+
+
+def word_times(words: pd.DataFrame) -> np.ndarray:
+    """The instant each word stands for: the midpoint of its onset and offset.
+
+    Parameters
+    ----------
+    words : DataFrame with columns ``onset`` and ``offset`` (s), n_words rows
+
+    Returns
+    -------
+    times : array of shape (n_words,)
+        ``(onset + offset) / 2`` (s), float64.
+    """
+    missing = {"onset", "offset"} - set(words.columns)
+    if missing:
+        raise ValueError(f"words lack column(s) {sorted(missing)}; they need onset and offset (s)")
+    return ((words["onset"].to_numpy(np.float64) + words["offset"].to_numpy(np.float64)) / 2)
+
+
+# -- resampling to the fMRI grid ------------------------------------------------
 
 
 def lanczos_resample(
@@ -704,36 +808,40 @@ def synthesize_speech(text: str, voice: str = "en-us", rate: int = 160, pitch: i
 
 
 # -- video: frames per TR, reading real videos, building a movie -----------------
-def frames_per_tr(frame_times: np.ndarray, tr_times: np.ndarray, tr: float) -> list[np.ndarray]:
-    """Which frames (or any time-stamped samples) fall in each TR.
+def frames_per_tr(frame_times: np.ndarray, times: np.ndarray, tr: float) -> list[np.ndarray]:
+    """Which frames (or any time-stamped samples) fall in each volume's box.
 
-    Volume ``k`` covers the stimulus interval ``[tr_times[k], tr_times[k] + tr)``
-    (the convention of the CNeuroMod / Algonauts per-TR transcripts).
+    Volume ``k``'s box is the TR-long interval centred on its sampling time,
+    ``[times[k] - tr / 2, times[k] + tr / 2)``. With the sampling times at the
+    volumes' centres (:func:`sample_times`, ``at="centre"``) that is the
+    acquisition interval ``[onset, onset + tr)``, the convention of the
+    CNeuroMod / Algonauts per-TR transcripts.
 
     Parameters
     ----------
     frame_times : array of shape (n_frames,)
-        When each frame is shown, in seconds (increasing).
-    tr_times : array of shape (n_trs,)
-        Start time of each TR's interval, in seconds (increasing).
+        When each frame is shown, in seconds (non-decreasing).
+    times : array of shape (n_trs,)
+        Sampling time of each volume (s, increasing), from :func:`sample_times`.
     tr : float
         The repetition time in seconds.
 
     Returns
     -------
     list of n_trs int arrays
-        The indices of the frames inside each TR's interval (possibly empty).
+        The indices of the frames inside each volume's box (possibly empty).
     """
     frame_times = np.asarray(frame_times, dtype=np.float64)
-    tr_times = np.asarray(tr_times, dtype=np.float64)
-    if frame_times.ndim != 1 or tr_times.ndim != 1:
-        raise ValueError(f"frame_times {frame_times.shape} and tr_times {tr_times.shape} must be 1-D")
+    times = np.asarray(times, dtype=np.float64)
+    if frame_times.ndim != 1 or times.ndim != 1:
+        raise ValueError(f"frame_times {frame_times.shape} and times {times.shape} must be 1-D")
     if not tr > 0:
         raise ValueError(f"tr={tr} must be positive")
-    if np.any(np.diff(frame_times) < 0) or np.any(np.diff(tr_times) <= 0):
-        raise ValueError("frame_times must be non-decreasing and tr_times increasing")
-    lo = np.searchsorted(frame_times, tr_times - 1e-9, side="left")
-    hi = np.searchsorted(frame_times, tr_times + tr - 1e-9, side="left")
+    if np.any(np.diff(frame_times) < 0) or np.any(np.diff(times) <= 0):
+        raise ValueError("frame_times must be non-decreasing and times increasing")
+    start = times - tr / 2
+    lo = np.searchsorted(frame_times, start - 1e-9, side="left")
+    hi = np.searchsorted(frame_times, start + tr - 1e-9, side="left")
     return [np.arange(a, b) for a, b in zip(lo, hi)]
 
 

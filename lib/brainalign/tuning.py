@@ -142,17 +142,18 @@ def frame_phone_classes(phones: pd.DataFrame, n_frames: int, fps: float = 50.0) 
 # -- data -----------------------------------------------------------------------------------------
 
 
-def window_bounds(tr_times: np.ndarray, tr: float, window: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
-    """The audio window of every TR, in samples at :data:`models.SPEECH_SR`.
+def window_bounds(times: np.ndarray, tr: float, window: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
+    """The audio window of every volume, in samples at :data:`models.SPEECH_SR`.
 
-    The window of the TR at time ``t`` (the centre of its ``tr`` seconds) ends
-    at ``t + tr / 2`` and starts ``window`` seconds earlier: the TR's own audio
-    and the seconds before it. Bounds may fall outside the audio (the
-    missing part is read as silence).
+    The window of the volume sampled at ``s`` (``Dataset.sample_times``) ends
+    at ``s`` and starts ``window`` seconds earlier: causal, the stimulus up to
+    the volume's sampling time (see the time base of :mod:`brainalign.stimuli`).
+    Bounds may fall outside the audio (the missing part is read as silence).
 
     Parameters
     ----------
-    tr_times : array of shape (n_trs,)
+    times : array of shape (n_trs,)
+        Sampling time of each volume (s).
     tr : float
         Seconds per TR.
     window : float
@@ -162,14 +163,14 @@ def window_bounds(tr_times: np.ndarray, tr: float, window: float = 10.0) -> tupl
     -------
     start, stop : int arrays of shape (n_trs,)
     """
-    tr_times = np.asarray(tr_times, dtype=float)
-    if tr_times.ndim != 1 or len(tr_times) == 0:
-        raise ValueError(f"tr_times must be a non-empty 1-D array, got shape {tr_times.shape}")
+    times = np.asarray(times, dtype=float)
+    if times.ndim != 1 or len(times) == 0:
+        raise ValueError(f"times must be a non-empty 1-D array, got shape {times.shape}")
     if not (np.isfinite(tr) and tr > 0):
         raise ValueError(f"tr={tr!r} must be a positive number of seconds")
     if not (np.isfinite(window) and window >= tr):
         raise ValueError(f"window={window!r} must be at least one TR ({tr} s)")
-    stop = np.round((tr_times + tr / 2) * models.SPEECH_SR).astype(np.int64)
+    stop = np.round(times * models.SPEECH_SR).astype(np.int64)
     return stop - int(round(window * models.SPEECH_SR)), stop
 
 
@@ -268,7 +269,7 @@ def tuning_data(ds, subjects: Sequence[str], runs: Sequence[str], voxels: np.nda
     for r in runs:
         wave, sr = ds.audio(r)
         audio[r] = models.check_audio(wave, sr)
-        bounds[r] = window_bounds(ds.tr_times(r), ds.tr, window)
+        bounds[r] = window_bounds(ds.sample_times(r), ds.tr, window)
     responses = {}
     for s in subjects:
         responses[s] = {}
