@@ -58,6 +58,8 @@ bench: venv
 	$(BIN)/python bench/bench_encoding.py
 	$(BIN)/python bench/bench_media.py
 	$(BIN)/python bench/bench_tuning.py
+	$(BIN)/python bench/bench_memory.py
+	$(BIN)/python bench/bench_sweep.py
 
 clean:
 	rm -rf book/_build book/_run book/ledger.md .pytest_cache

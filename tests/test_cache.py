@@ -94,3 +94,44 @@ def test_failed_build_leaves_no_folder(tmp_path):
         c.folder("models", "key", build)
     assert not (tmp_path / "models" / "key").exists()
     assert list((tmp_path / "models").iterdir()) == []
+
+
+def _race(root: str, worker: int, n_keys: int, barrier) -> list[tuple[bool, int | None, int]]:
+    """One of several processes writing the same keys at the same instant (see the test below)."""
+    c = Cache(root)
+    seen = []
+    for i in range(n_keys):
+        barrier.wait()  # every process writes key i at once
+        stored = c.put("race", f"k{i}", {"a": np.full(20_000, worker), "b": np.arange(i)})
+        got = c.get("race", f"k{i}")
+        built = c.folder("race_dirs", f"k{i}", lambda d: (d / "w.bin").write_bytes(bytes([worker]) * 1000))
+        seen.append((stored, None if got is None else int(got["a"][0]), (built / "w.bin").read_bytes()[0]))
+    return seen
+
+
+def test_processes_racing_on_one_key_leave_one_intact_entry(tmp_path, caplog):
+    """Real processes write each key at the same instant: one writer wins, the losers' writes are discarded,
+    every process then reads the winner's entry, and nothing corrupt or temporary is left behind."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    n_workers, n_keys = 4, 25
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager, ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
+        barrier = manager.Barrier(n_workers)
+        runs = [pool.submit(_race, str(tmp_path), w, n_keys, barrier) for w in range(n_workers)]
+        seen = [r.result(timeout=240) for r in runs]
+    c = Cache(tmp_path)
+    for i in range(n_keys):
+        stored = [s[i][0] for s in seen]
+        assert sum(stored) == 1, f"key {i}: {sum(stored)} writers published"
+        winner = stored.index(True)
+        assert {s[i][1] for s in seen} == {winner}, f"key {i}: processes read different entries"
+        assert len({s[i][2] for s in seen}) == 1, f"folder {i}: processes read different folders"
+        entry = c.get("race", f"k{i}")
+        assert int(entry["a"][0]) == winner and len(entry["b"]) == i
+    assert "corrupt" not in caplog.text
+    leftovers = [p.name for p in tmp_path.rglob(".*") if p.name != ".complete.json"]
+    assert not leftovers, leftovers
+    assert len(list((tmp_path / "race").glob("*.npz"))) == n_keys
+    assert len(list((tmp_path / "race_dirs").iterdir())) == n_keys

@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from brainalign.results import Report, check_choice, check_parameters, ledger_markdown
+from brainalign import config
+from brainalign.results import Report, check_choice, check_parameters, ledger_markdown, output_folder
 
 
 def test_check_choice_names_value_and_valid():
@@ -32,3 +33,13 @@ def test_report_json_and_ledger(tmp_path):
     (tmp_path / "00_test.split.json").write_text(json.dumps({"train": ["a"], "test": ["b"]}))  # a manifest, not results
     page = ledger_markdown(tmp_path)
     assert "00_test" in page and "1 of 2 checks passed" in page and "**no**" in page
+
+
+def test_results_go_to_the_book_in_a_checkout_and_to_a_local_folder_outside(tmp_path, monkeypatch):
+    assert output_folder(tmp_path / "x") == tmp_path / "x"
+    assert output_folder() == config.repo_root() / "book" / "_run"
+    monkeypatch.setattr(config, "repo_root", lambda: None)  # a notebook opened alone, as on Colab
+    monkeypatch.chdir(tmp_path)
+    path = Report("00_test", {}, "simulated", True).write()
+    assert path.resolve() == tmp_path / "brainalign_results" / "00_test.json"
+    assert json.loads(path.read_text())["notebook"] == "00_test"

@@ -6,6 +6,14 @@ step that computed it (bump ``version`` when a step's code changes its output).
 Entries are written to a temporary file and renamed, so an interrupted write
 leaves nothing behind; each entry carries a checksum, and an entry that fails
 it (a truncated or corrupt file) is deleted and recomputed.
+
+Several processes may compute and write one key at once (the workers of a
+sweep sharing a cache on a shared filesystem). The first complete entry to be
+published wins and is never replaced: an array entry is published with a hard
+link, which fails when the name exists, and a folder with a rename, which fails
+onto a non-empty folder; the loser's copy is discarded and it reads the
+winner's. A published entry is therefore immutable, so its checksum (a function
+of its bytes) can be written by any process that finds it missing.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import logging
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -78,6 +87,22 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     return path
 
 
+def _publish_once(tmp: Path, path: Path) -> bool:
+    """Give the complete file ``tmp`` the name ``path`` unless that name exists; True when it was given.
+
+    A hard link is atomic and never replaces an existing name. On a filesystem
+    without hard links the file is renamed over (the last writer wins there).
+    """
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:  # no hard links here (some network or FUSE filesystems)
+        os.replace(tmp, path)
+        return True
+
+
 class Cache:
     """Arrays and folders stored under keys derived from their inputs.
 
@@ -100,32 +125,66 @@ class Cache:
 
     # -- arrays ---------------------------------------------------------------
     def get(self, step: str, key: str) -> dict[str, np.ndarray] | None:
-        """The arrays stored under ``key``, or None when absent or corrupt (then deleted)."""
+        """The arrays stored under ``key``, or None when absent or corrupt (then deleted).
+
+        An entry found without its checksum file was published by a writer that
+        has not written the checksum yet (or was killed before it did); it is
+        complete (only complete files are published), so its checksum is written
+        here.
+        """
         path = self._entry(step, key)
         check = path.with_suffix(".sha256")
         if not path.exists():
             return None
         try:
-            if not check.exists() or check.read_text().strip() != file_digest(path):
+            try:
+                expected = check.read_text().strip()
+            except FileNotFoundError:
+                expected = None
+            actual = file_digest(path)
+            if expected is None:
+                try:
+                    atomic_write(check, lambda tmp: tmp.write_text(actual))
+                except PermissionError:  # a read-only cache: the entry is still complete
+                    pass
+            elif expected != actual:
                 raise ValueError("checksum mismatch")
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
+        except FileNotFoundError:  # deleted meanwhile by a process that found it corrupt
+            return None
         except Exception as err:  # a corrupt entry is recomputed, never trusted
             log.warning("cache entry %s/%s is corrupt (%s); recomputing", step, key[:12], err)
-            path.unlink(missing_ok=True)
+            # the checksum first: while the entry exists no new one can be published, so this deletes
+            # only what was judged corrupt
             check.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
             return None
 
-    def put(self, step: str, key: str, arrays: Mapping[str, np.ndarray]) -> None:
-        """Store ``arrays`` under ``key`` atomically."""
-        path = self._entry(step, key)
+    def put(self, step: str, key: str, arrays: Mapping[str, np.ndarray]) -> bool:
+        """Store ``arrays`` under ``key`` atomically, unless another process stored that key first.
 
-        def write(tmp: Path) -> None:
+        Returns
+        -------
+        stored : bool
+            True when this call's entry was published; False when an entry of
+            ``key`` existed already (it is kept; this call's copy is discarded).
+        """
+        path = self._entry(step, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(tmp)
+        try:
             with open(tmp, "wb") as f:
                 np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})
-
-        atomic_write(path, write)
-        atomic_write(path.with_suffix(".sha256"), lambda tmp: tmp.write_text(file_digest(path)))
+            checksum = file_digest(tmp)
+            stored = _publish_once(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        if stored:
+            atomic_write(path.with_suffix(".sha256"), lambda t: t.write_text(checksum))
+        return stored
 
     def memoize(
         self,
@@ -140,7 +199,10 @@ class Cache:
         if hit is not None:
             return hit
         arrays = {k: np.asarray(v) for k, v in compute().items()}
-        self.put(step, key, arrays)
+        if not self.put(step, key, arrays):  # another process stored it first: use its entry, as every reader will
+            stored = self.get(step, key)
+            if stored is not None:
+                return stored
         return arrays
 
     # -- folders --------------------------------------------------------------
@@ -148,19 +210,16 @@ class Cache:
         """A folder built once by ``build(tmpdir)``, then renamed into place.
 
         A manifest of file sizes written last marks the folder complete; a
-        folder whose files do not match it is rebuilt.
+        folder whose files do not match it is rebuilt. When several processes
+        build one key at once, the first rename wins and the others discard
+        their copy.
         """
         dest = self.root / step / key
-        manifest = dest / ".complete.json"
-        if manifest.exists():
-            try:
-                sizes = json.loads(manifest.read_text())
-                if all((dest / name).stat().st_size == size for name, size in sizes.items()):
-                    return dest
-            except (OSError, ValueError):
-                pass
+        if self._complete(dest):
+            return dest
+        if dest.exists():
             log.warning("cached folder %s/%s is incomplete; rebuilding", step, key[:12])
-        shutil.rmtree(dest, ignore_errors=True)
+            self._discard(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{key}."))
         try:
@@ -169,7 +228,33 @@ class Cache:
                 str(p.relative_to(tmp)): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()
             }
             (tmp / ".complete.json").write_text(json.dumps(sizes))
-            os.replace(tmp, dest)
+            for _ in range(3):
+                try:
+                    os.rename(tmp, dest)  # fails onto a non-empty folder: never replaces a published one
+                    return dest
+                except OSError:
+                    if self._complete(dest):  # another process published it first
+                        return dest
+                    self._discard(dest)
+            raise OSError(f"could not publish the cached folder {dest}")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        return dest
+
+    @staticmethod
+    def _complete(dest: Path) -> bool:
+        """Whether ``dest`` holds every file of its manifest, at its recorded size."""
+        try:
+            sizes = json.loads((dest / ".complete.json").read_text())
+            return all((dest / name).stat().st_size == size for name, size in sizes.items())
+        except (OSError, ValueError):
+            return False
+
+    @staticmethod
+    def _discard(dest: Path) -> None:
+        """Move a damaged folder aside (one rename, so a concurrent publisher is never hit), then delete it."""
+        aside = dest.with_name(f".{dest.name}.discard.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+        try:
+            os.rename(dest, aside)
+        except OSError:
+            return  # gone already, or replaced meanwhile
+        shutil.rmtree(aside, ignore_errors=True)

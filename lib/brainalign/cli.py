@@ -7,7 +7,11 @@
     brainalign run 00_quickstart -p layer 4       # override one parameter
     brainalign data simulate [simulated-movie] [--seed 0]
     brainalign data verify [--seed 0]
+    brainalign models prepare                      # convert every packaged model once (Binder's build)
     brainalign ledger                              # write book/ledger.md from book/_run/*.json
+    brainalign colab [--check]                     # write the notebooks' Colab set-up cells
+    brainalign sweep 00_quickstart --set smoke --grid layer=0,3,6   # a grid of runs on Dask
+    brainalign sweep-report 00_quickstart-smoke   # the sweep's cells in one table and a figure
 """
 
 from __future__ import annotations
@@ -19,22 +23,9 @@ from pathlib import Path
 
 import yaml
 
-from . import config
+from .runner import checkout, run_notebook
 
-__all__ = ["main", "run_notebook", "load_runs"]
-
-
-def _root() -> Path:
-    root = config.repo_root()
-    if root is None:
-        raise RuntimeError("the notebooks live in the brainalign source checkout; run this from a clone of it")
-    return root
-
-
-def load_runs(root: Path | None = None) -> dict:
-    """``notebooks/runs.yml``: notebook -> set name -> parameters."""
-    root = root or _root()
-    return yaml.safe_load((root / "notebooks" / "runs.yml").read_text())
+__all__ = ["main"]
 
 
 def _parse_value(text: str):
@@ -43,73 +34,6 @@ def _parse_value(text: str):
         return yaml.safe_load(text)
     except yaml.YAMLError:
         return text
-
-
-_WIDGET = "application/vnd.jupyter.widget-view+json"
-
-
-def _tidy(path: Path, root: Path, target: Path) -> None:
-    """Prepare an executed notebook for the book.
-
-    Its input and output paths are recorded relative to the checkout (no
-    machine paths), and progress-bar widgets are dropped: their state is not
-    saved, so they would show as empty bars.
-    """
-    import nbformat
-
-    nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs = [o for o in cell.outputs if _WIDGET not in o.get("data", {})]
-    meta = nb.metadata.get("papermill", {})
-    meta["output_path"] = str(target)
-    for key in ("input_path", "output_path"):
-        if meta.get(key):
-            p = Path(meta[key]).resolve()
-            meta[key] = str(p.relative_to(root)) if p.is_relative_to(root) else p.name
-    meta.pop("environment_variables", None)
-    nbformat.write(nb, path)
-
-
-def run_notebook(study: str, set_name: str = "default", overrides: dict | None = None,
-                 out_dir: Path | None = None, kernel: str | None = None, progress: bool = True) -> Path:
-    """Execute ``notebooks/<study>.ipynb`` with papermill into ``book/_run/<study>.ipynb``.
-
-    Parameters come from ``runs.yml[study][set_name]``, then ``overrides``. The
-    executed notebook is written to a temporary name and renamed, so a failed
-    run never replaces the last good one.
-    """
-    import papermill as pm
-
-    root = _root()
-    runs = load_runs(root)
-    if study not in runs:
-        raise ValueError(f"unknown study {study!r}; valid: {sorted(runs)}")
-    if set_name not in runs[study]:
-        raise ValueError(f"unknown parameter set {set_name!r} for {study}; valid: {sorted(runs[study])}")
-    params = dict(runs[study][set_name] or {})
-    params.update(overrides or {})
-    source = root / "notebooks" / f"{study}.ipynb"
-    known = pm.inspect_notebook(str(source))
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown} for {study}; valid parameters: {sorted(known)}")
-    if out_dir is not None:
-        params.setdefault("out_dir", str(Path(out_dir).resolve()))
-    out_dir = Path(out_dir) if out_dir is not None else root / "book" / "_run"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{study}.ipynb"
-    tmp = out_dir / f".{study}.running.ipynb"
-    try:
-        pm.execute_notebook(
-            str(source), str(tmp), parameters=params,
-            kernel_name=kernel, cwd=str(root / "notebooks"), progress_bar=progress,
-        )
-        _tidy(tmp, root, target)
-        tmp.replace(target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
 
 
 #: datasets generated here rather than fetched
@@ -188,6 +112,40 @@ def _subjects_on_disk(name: str, root: Path | None) -> list[str] | None:
     return list(found) or None
 
 
+def _prepare_models(names: list[str] | None) -> int:
+    """``brainalign models prepare [NAME ...]``: load each packaged model once, so its conversion is cached."""
+    import gc
+    import time
+
+    from . import models
+
+    packaged = [name for name, spec in models.MODELS.items() if spec.packaged]
+    for name in names or packaged:
+        if name not in packaged:
+            raise SystemExit(f"unknown packaged model {name!r}; valid: {packaged}")
+    for name in names or packaged:
+        start = time.time()
+        lm = models.load_model(name)
+        del lm
+        gc.collect()
+        print(f"{name}: ready ({time.time() - start:.0f} s)")
+    return 0
+
+
+def _colab(check: bool) -> int:
+    """``brainalign colab [--check]``: write (or check) every notebook's Colab set-up cell."""
+    from . import launch
+
+    url, branch = launch.repository(checkout())
+    changed = launch.write_colab_cells(checkout(), check=check)
+    if check:
+        for name in changed:
+            print(f"{name}: its Colab set-up cell is not the one {url} ({branch}) gives; run `brainalign colab`")
+        return 1 if changed else 0
+    print(f"Colab set-up cells for {url} ({branch}): {len(changed)} notebook(s) rewritten {changed}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="brainalign", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -216,6 +174,16 @@ def main(argv: list[str] | None = None) -> int:
     data.add_argument("--dry-run", action="store_true", help="show what would be fetched, download nothing")
     data.add_argument("--rehash", action="store_true", help="verify: recompute every checksum")
     sub.add_parser("ledger", help="write book/ledger.md from the executed notebooks' results")
+    mod = sub.add_parser("models", help="prepare the packaged models",
+                         description="prepare: load each packaged model once, so that its conversion (GGUF, CTranslate2) "
+                                     "is cached in the data home (Binder does this when it builds the image)")
+    mod.add_argument("action", choices=["prepare"])
+    mod.add_argument("names", nargs="*", help="packaged models (default: all)")
+    colab = sub.add_parser("colab", help="write every notebook's Colab set-up cell from book/_config.yml's repository")
+    colab.add_argument("--check", action="store_true", help="write nothing; exit 1 when a notebook's cell is out of date")
+    from . import sweep
+
+    sweep.add_commands(sub)
     args = parser.parse_args(argv)
 
     if args.command == "run":
@@ -231,10 +199,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "data":
         return _data(args)
+    if args.command == "models":
+        return _prepare_models(args.names)
+    if args.command == "colab":
+        return _colab(args.check)
+    if args.command in ("sweep", "sweep-report"):
+        return sweep.main(args)
     if args.command == "ledger":
         from .results import ledger_markdown
 
-        root = _root()
+        root = checkout()
         (root / "book" / "ledger.md").write_text(ledger_markdown(root / "book" / "_run"))
         print(f"wrote {root / 'book' / 'ledger.md'}")
         return 0

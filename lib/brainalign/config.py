@@ -1,4 +1,4 @@
-"""Runtime configuration: where data lives, offline mode, smoke mode, seeds.
+"""Runtime configuration: where data lives, offline mode, smoke mode, device, seeds.
 
 Every setting reads an environment variable, so notebooks, the CLI and the
 tests agree without passing flags around:
@@ -12,6 +12,10 @@ tests agree without passing flags around:
     Hugging Face hub cannot be reached, or when ``HF_HUB_OFFLINE=1``.
 ``BRAINALIGN_SMOKE``
     ``1`` shrinks every step to seconds (used by the tests).
+``BRAINALIGN_DEVICE``
+    Where torch models and himalaya compute by default: ``cpu`` (the default),
+    ``cuda``, or ``auto`` (the GPU when torch sees one, else the CPU). The Colab
+    set-up cell of every notebook sets ``auto``.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["data_home", "cache_dir", "is_offline", "smoke", "rng", "repo_root"]
+__all__ = ["data_home", "cache_dir", "is_offline", "smoke", "DEVICES", "device", "rng", "repo_root"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -92,6 +96,34 @@ def is_offline() -> bool:
 def smoke() -> bool:
     """True in smoke mode (tiny sizes, for tests)."""
     return bool(_flag("BRAINALIGN_SMOKE"))
+
+
+#: the values ``BRAINALIGN_DEVICE`` accepts
+DEVICES = ("cpu", "cuda", "auto")
+
+
+def device() -> str:
+    """The torch device that models and himalaya use unless told otherwise.
+
+    Returns
+    -------
+    device : {"cpu", "cuda"}
+        ``BRAINALIGN_DEVICE`` (unset: ``"cpu"``); ``"auto"`` resolves to
+        ``"cuda"`` when torch sees a GPU, else ``"cpu"``.
+
+    Raises
+    ------
+    ValueError
+        When ``BRAINALIGN_DEVICE`` is not one of :data:`DEVICES`.
+    """
+    value = os.environ.get("BRAINALIGN_DEVICE", "").strip().lower() or "cpu"
+    if value not in DEVICES:
+        raise ValueError(f"BRAINALIGN_DEVICE={value!r} is not one of {DEVICES}")
+    if value == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return value
 
 
 def rng(seed: int, *keys: object) -> np.random.Generator:

@@ -13,7 +13,9 @@ predicted and measured responses on held-out data (:func:`pearson_r`,
 
 The computations run on a himalaya backend: ``"torch"`` on the CPU when torch
 can be imported (about 1.5x faster than ``"numpy"`` on the machines we
-measured), else ``"numpy"``; ``"torch_cuda"`` on a GPU. Whatever the backend,
+measured), else ``"numpy"``; ``"torch_cuda"`` on a GPU, which ``"auto"`` picks
+when the library's device is the GPU (``config.device()``, e.g. on Colab's GPU
+runtime). Whatever the backend,
 every function here takes and returns numpy arrays.
 
 References
@@ -39,6 +41,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
+from . import config
 from .stimuli import make_delayed
 
 __all__ = [
@@ -154,8 +157,9 @@ def resolve_backend(name: str = "auto") -> str:
     Parameters
     ----------
     name : {"auto", "numpy", "torch", "torch_cuda"}
-        ``"auto"`` is ``"torch"`` (on the CPU) when torch can be imported,
-        else ``"numpy"``.
+        ``"auto"`` is ``"torch_cuda"`` when :func:`brainalign.config.device`
+        is ``"cuda"``, else ``"torch"`` (on the CPU) when torch can be
+        imported, else ``"numpy"``.
 
     Returns
     -------
@@ -165,7 +169,9 @@ def resolve_backend(name: str = "auto") -> str:
     if name not in BACKENDS:
         raise ValueError(f"backend={name!r} is not one of {BACKENDS}")
     if name == "auto":
-        return "torch" if importlib.util.find_spec("torch") is not None else "numpy"
+        if importlib.util.find_spec("torch") is None:
+            return "numpy"
+        return "torch_cuda" if config.device() == "cuda" else "torch"
     return name
 
 

@@ -2,7 +2,8 @@
 
 Each notebook validates its parameters first (``validate``), records checks as
 it goes (``Report.check``: a claim, what was expected, what was observed,
-whether it passed) and ends by writing ``book/_run/<notebook>.json``, which the
+whether it passed) and ends by writing ``<notebook>.json`` into its results
+folder (``output_folder``: ``book/_run/`` in a source checkout), which the
 book's reproduction ledger collects (``ledger_markdown``).
 """
 
@@ -19,9 +20,36 @@ from pathlib import Path
 
 import numpy as np
 
+from . import config
 from .cache import atomic_write
 
-__all__ = ["check_parameters", "check_choice", "Report", "ledger_markdown", "peak_memory_mb"]
+__all__ = ["check_parameters", "check_choice", "Report", "ledger_markdown", "peak_memory_mb", "output_folder",
+           "LOCAL_RESULTS"]
+
+#: the results folder outside a source checkout (e.g. on Colab), relative to the working folder
+LOCAL_RESULTS = "brainalign_results"
+
+
+def output_folder(out_dir: str | os.PathLike | None = None) -> Path:
+    """The folder a notebook writes its results to.
+
+    Parameters
+    ----------
+    out_dir : path, optional
+        The folder asked for (a notebook's ``out_dir`` parameter). None: the
+        book's ``book/_run`` in a source checkout, where ``brainalign run``
+        puts the executed notebooks and the ledger reads them; outside one
+        (Colab opens a single notebook) ``./brainalign_results``.
+
+    Returns
+    -------
+    folder : Path
+        Not created here; :meth:`Report.write` creates it.
+    """
+    if out_dir is not None:
+        return Path(out_dir)
+    root = config.repo_root()
+    return root / "book" / "_run" if root is not None else Path(LOCAL_RESULTS)
 
 
 def check_choice(name: str, value, valid: Iterable) -> None:
@@ -140,9 +168,9 @@ class Report:
             "all_passed": all(c["passed"] for c in self.checks),
         }
 
-    def write(self, out_dir: str | os.PathLike) -> Path:
-        """Write ``<out_dir>/<notebook>.json`` atomically; returns its path."""
-        path = Path(out_dir) / f"{self.notebook}.json"
+    def write(self, out_dir: str | os.PathLike | None = None) -> Path:
+        """Write ``<notebook>.json`` atomically into ``output_folder(out_dir)``; returns its path."""
+        path = output_folder(out_dir) / f"{self.notebook}.json"
         text = json.dumps(self.as_dict(), indent=1)
         return atomic_write(path, lambda tmp: tmp.write_text(text))
 

@@ -1,0 +1,97 @@
+"""The study notebooks and their parameter sets: find them, and execute one with papermill.
+
+``notebooks/runs.yml`` names each notebook's parameter sets (``default``,
+``smoke``, ``paper``); :func:`run_notebook` executes a notebook in one of them,
+with overrides, as ``brainalign run`` and every cell of ``brainalign sweep`` do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from . import config
+
+__all__ = ["checkout", "load_runs", "run_notebook"]
+
+
+def checkout() -> Path:
+    """The source checkout that holds ``notebooks/`` and ``book/`` (the notebooks are not installed with the package)."""
+    root = config.repo_root()
+    if root is None:
+        raise RuntimeError("the notebooks live in the brainalign source checkout; run this from a clone of it")
+    return root
+
+
+def load_runs(root: Path | None = None) -> dict:
+    """``notebooks/runs.yml``: notebook -> set name -> parameters."""
+    root = root or checkout()
+    return yaml.safe_load((root / "notebooks" / "runs.yml").read_text())
+
+
+_WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def _tidy(path: Path, root: Path, target: Path) -> None:
+    """Prepare an executed notebook for the book.
+
+    Its input and output paths are recorded relative to the checkout (no
+    machine paths), and progress-bar widgets are dropped: their state is not
+    saved, so they would show as empty bars.
+    """
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if _WIDGET not in o.get("data", {})]
+    meta = nb.metadata.get("papermill", {})
+    meta["output_path"] = str(target)
+    for key in ("input_path", "output_path"):
+        if meta.get(key):
+            p = Path(meta[key]).resolve()
+            meta[key] = str(p.relative_to(root)) if p.is_relative_to(root) else p.name
+    meta.pop("environment_variables", None)
+    nbformat.write(nb, path)
+
+
+def run_notebook(study: str, set_name: str = "default", overrides: dict | None = None,
+                 out_dir: Path | None = None, kernel: str | None = None, progress: bool = True) -> Path:
+    """Execute ``notebooks/<study>.ipynb`` with papermill into ``book/_run/<study>.ipynb``.
+
+    Parameters come from ``runs.yml[study][set_name]``, then ``overrides``. The
+    executed notebook is written to a temporary name and renamed, so a failed
+    run never replaces the last good one.
+    """
+    import papermill as pm
+
+    root = checkout()
+    runs = load_runs(root)
+    if study not in runs:
+        raise ValueError(f"unknown study {study!r}; valid: {sorted(runs)}")
+    if set_name not in runs[study]:
+        raise ValueError(f"unknown parameter set {set_name!r} for {study}; valid: {sorted(runs[study])}")
+    params = dict(runs[study][set_name] or {})
+    params.update(overrides or {})
+    source = root / "notebooks" / f"{study}.ipynb"
+    known = pm.inspect_notebook(str(source))
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown} for {study}; valid parameters: {sorted(known)}")
+    if out_dir is not None:
+        params.setdefault("out_dir", str(Path(out_dir).resolve()))
+    out_dir = Path(out_dir) if out_dir is not None else root / "book" / "_run"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    target = out_dir / f"{study}.ipynb"
+    tmp = out_dir / f".{study}.running.ipynb"
+    try:
+        pm.execute_notebook(
+            str(source), str(tmp), parameters=params,
+            kernel_name=kernel, cwd=str(root / "notebooks"), progress_bar=progress,
+        )
+        _tidy(tmp, root, target)
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
