@@ -1,9 +1,12 @@
 import json
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 
 from brainalign import config
-from brainalign.results import Report, check_choice, check_parameters, ledger_markdown, output_folder
+from brainalign.results import Report, check_choice, check_parameters, ledger_markdown, output_folder, peak_memory_mb
 
 
 def test_check_choice_names_value_and_valid():
@@ -43,3 +46,12 @@ def test_results_go_to_the_book_in_a_checkout_and_to_a_local_folder_outside(tmp_
     path = Report("00_test", {}, "simulated", True).write()
     assert path.resolve() == tmp_path / "brainalign_results" / "00_test.json"
     assert json.loads(path.read_text())["notebook"] == "00_test"
+
+
+def test_peak_memory_is_the_process_own_not_its_parents():
+    """A notebook kernel started by a large process (a test session) reports its own peak, not the parent's."""
+    ballast = np.ones(600 * 2**20 // 8)  # 600 MB resident in this process when the child is forked
+    child = subprocess.run([sys.executable, "-c", "from brainalign.results import peak_memory_mb; print(peak_memory_mb())"],
+                           capture_output=True, text=True, check=True)
+    assert float(child.stdout) < 400, child.stdout  # numpy and brainalign alone: about 100 MB
+    assert peak_memory_mb() >= 600 and ballast.sum() > 0

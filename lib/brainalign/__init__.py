@@ -4,7 +4,7 @@ The library is organised by concern (see the book's "The library" page):
 ``config``, ``cache``, ``stimuli``, ``linguistics``, ``datasets``, ``fetch``,
 ``simulate``, ``models``, ``features``, ``encoding``, ``ceiling``, ``stats``,
 ``probing``, ``removal``, ``similarity``, ``controls``, ``attribution``, ``instruct``, ``tasks``,
-``plotting``, ``results``, ``launch``, ``sweep``, ``cli``.
+``tuning``, ``plotting``, ``results``, ``runner``, ``launch``, ``sweep``, ``cli``.
 """
 
 __version__ = "0.1.0"

@@ -91,7 +91,19 @@ def check_parameters(namespace: Mapping, names: Iterable[str]) -> dict:
 
 
 def peak_memory_mb() -> float:
-    """Peak resident memory of this process (MB)."""
+    """Peak resident memory of this process (MB).
+
+    On Linux, the high-water mark of the process's own memory (``VmHWM`` of
+    ``/proc/self/status``). ``getrusage``'s ``ru_maxrss`` is read elsewhere; on
+    Linux it is not used, because it carries over ``execve`` the peak of the
+    parent at the time of the fork: a notebook kernel started by a large process
+    (a test session) would report its parent's peak.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0  # kB
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024.0 if sys.platform != "darwin" else peak / 2**20
 
