@@ -43,7 +43,7 @@ from typing import Any, NamedTuple
 
 import yaml
 
-from . import config
+from .runner import checkout
 
 __all__ = [
     "BINDER_MEMORY_MB",
@@ -101,12 +101,7 @@ _GITHUB = re.compile(r"https://github\.com/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 
 
 def _root(root: str | Path | None) -> Path:
-    if root is not None:
-        return Path(root)
-    found = config.repo_root()
-    if found is None:
-        raise RuntimeError("the repository setting lives in book/_config.yml of the source checkout; run this from a clone")
-    return found
+    return Path(root) if root is not None else checkout()
 
 
 def repository(root: str | Path | None = None) -> tuple[str, str]:
