@@ -83,6 +83,30 @@ def test_folder_built_once_and_rebuilt_when_damaged(tmp_path):
     assert len(builds) == 2 and (p1 / "w.bin").stat().st_size == 100
 
 
+def test_a_folder_published_between_two_looks_is_used_not_discarded(tmp_path, monkeypatch, caplog):
+    """Another process publishes the folder just after this one found it absent: the published folder is
+    complete, so it is read, not taken for a damaged one and thrown away."""
+    c = Cache(tmp_path)
+    other = Cache(tmp_path)
+    original = Cache._complete
+    looks = []
+
+    def complete_then_published(dest):
+        looks.append(dest)
+        if len(looks) == 1:  # absent at the first look; the other process publishes right after it
+            assert not original(dest)
+            other.folder("models", "key", lambda d: (d / "w.bin").write_bytes(b"o" * 100))
+            return False
+        return original(dest)
+
+    monkeypatch.setattr(Cache, "_complete", staticmethod(complete_then_published))
+    built = []
+    p = c.folder("models", "key", lambda d: built.append(1) or (d / "w.bin").write_bytes(b"m" * 100))
+    assert (p / "w.bin").read_bytes() == b"o" * 100
+    assert "incomplete" not in caplog.text
+    assert [q.name for q in (tmp_path / "models").iterdir()] == ["key"]
+
+
 def test_failed_build_leaves_no_folder(tmp_path):
     c = Cache(tmp_path)
 

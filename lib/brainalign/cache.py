@@ -217,7 +217,9 @@ class Cache:
         dest = self.root / step / key
         if self._complete(dest):
             return dest
-        if dest.exists():
+        # checked in this order, as another process may publish between the two looks: a folder that existed
+        # before the completeness check and fails it was damaged after its (always complete) publication
+        if dest.exists() and not self._complete(dest):
             log.warning("cached folder %s/%s is incomplete; rebuilding", step, key[:12])
             self._discard(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -249,12 +251,22 @@ class Cache:
         except (OSError, ValueError):
             return False
 
-    @staticmethod
-    def _discard(dest: Path) -> None:
-        """Move a damaged folder aside (one rename, so a concurrent publisher is never hit), then delete it."""
+    @classmethod
+    def _discard(cls, dest: Path) -> None:
+        """Move a damaged folder aside (one rename, so a concurrent publisher is never hit), then delete it.
+
+        When what was moved aside is complete after all (another process discarded the damaged folder and
+        published a new one between this process's check and its rename), it is put back.
+        """
         aside = dest.with_name(f".{dest.name}.discard.{os.getpid()}.{uuid.uuid4().hex[:8]}")
         try:
             os.rename(dest, aside)
         except OSError:
             return  # gone already, or replaced meanwhile
+        if cls._complete(aside):
+            try:
+                os.rename(aside, dest)
+                return
+            except OSError:  # a third copy was published meanwhile: keep that one
+                pass
         shutil.rmtree(aside, ignore_errors=True)
