@@ -61,3 +61,14 @@ def test_paper_sets_stop_offline_with_what_to_do(study, tmp_path, monkeypatch):
     with pytest.raises(pm.PapermillExecutionError, match=r"needs the Hugging Face hub|brainalign data fetch|is not at"):
         run_notebook(study, "paper", out_dir=tmp_path, progress=False)
     assert not (tmp_path / f"{study}.json").exists()
+
+
+@pytest.mark.parametrize("study, parameter", [("00_quickstart", "model"), ("01_property_removal", "model"),
+                                              ("02_control_analyses", "causal_model"), ("05_input_attribution", "model")])
+def test_the_cohorts_generator_model_is_refused(study, parameter, tmp_path):
+    """The model that generated the simulated cohort's semantic sources is never evaluated on it."""
+    from brainalign.simulate import GENERATOR
+
+    with pytest.raises(pm.PapermillExecutionError, match=rf"{GENERATOR}.*generated the simulated cohort"):
+        run_notebook(study, "smoke", {parameter: GENERATOR}, out_dir=tmp_path, progress=False)
+    assert not (tmp_path / f"{study}.json").exists()

@@ -120,10 +120,13 @@ ROI_GROUPS: dict[str, tuple[str, ...]] = {
 LANGUAGE_ROIS = ("LTC", "AG", "IFG", "MFG", "PCC")
 
 #: Glasser areas of the ROIs of the simulated movie cohort: the superior temporal sulcus (STS) and its posterior
-#: neighbour TPOJ1 are taken out of LTC, and the motion areas (MT+ complex) are added; the groups share no area.
+#: neighbour TPOJ1 are taken out of LTC; the motion areas (MT+ complex), the ventral visual stream (fusiform face
+#: complex and its neighbours, parahippocampal areas) and orbitofrontal cortex (a second control) are added; the
+#: groups share no area.
 MOVIE_ROI_GROUPS: dict[str, tuple[str, ...]] = {
     "visual": ROI_GROUPS["visual"],
     "MT": ("MT", "MST", "FST", "V4t"),
+    "ventral": ("FFC", "VVC", "PIT", "VMV1", "VMV2", "VMV3", "PHA1", "PHA2", "PHA3"),
     "auditory": ROI_GROUPS["auditory"],
     "STS": ("STSda", "STSdp", "STSva", "STSvp"),
     "TPOJ1": ("TPOJ1",),
@@ -133,6 +136,7 @@ MOVIE_ROI_GROUPS: dict[str, tuple[str, ...]] = {
     "MFG": ROI_GROUPS["MFG"],
     "PCC": ROI_GROUPS["PCC"],
     "motor": ROI_GROUPS["motor"],
+    "OFC": ("OFC", "pOFC", "11l", "13l"),
 }
 
 _HEMI_PREFIX = re.compile(r"^(?:L|R|lh|rh|LH|RH)[_.]")

@@ -435,13 +435,13 @@ def make_delayed(X: np.ndarray, delays: Sequence[int]) -> np.ndarray:
     return np.concatenate(copies, axis=1)
 
 
-def hrf(tr: float, duration: float = 32.0) -> np.ndarray:
+def hrf(tr: float, duration: float = 32.0, peak: float = 5.0) -> np.ndarray:
     """The SPM canonical haemodynamic response, sampled every ``tr`` seconds.
 
-    A difference of gamma densities: a response peaking at 5 s (shape 6) minus
-    one sixth of an undershoot peaking at 15 s (shape 16), both with unit
-    scale, sampled at ``0, tr, 2 tr, ...`` up to ``duration`` and normalised to
-    sum 1.
+    A difference of gamma densities: a response peaking at ``peak`` s (shape
+    ``peak + 1``, unit scale; 5 s is SPM's canonical response) minus one sixth
+    of an undershoot peaking at 15 s (shape 16), sampled at ``0, tr, 2 tr, ...``
+    up to ``duration`` and normalised to sum 1.
 
     Returns
     -------
@@ -451,13 +451,15 @@ def hrf(tr: float, duration: float = 32.0) -> np.ndarray:
         raise ValueError(f"tr={tr} must be positive")
     if not duration >= tr:
         raise ValueError(f"duration={duration} must be at least tr={tr}")
+    if not 0 < peak < 15:
+        raise ValueError(f"peak={peak} must be in (0, 15) seconds (before the undershoot)")
     t = tr * np.arange(int(np.floor(duration / tr + 1e-9)) + 1)
-    h = stats.gamma.pdf(t, 6.0) - stats.gamma.pdf(t, 16.0) / 6.0
+    h = stats.gamma.pdf(t, peak + 1.0) - stats.gamma.pdf(t, 16.0) / 6.0
     return h / h.sum()
 
 
-def convolve_hrf(X: np.ndarray, tr: float) -> np.ndarray:
-    """Convolve each column with :func:`hrf` causally, keeping the input length.
+def convolve_hrf(X: np.ndarray, tr: float, peak: float = 5.0) -> np.ndarray:
+    """Convolve each column with :func:`hrf` (peaking at ``peak`` s) causally, keeping the input length.
 
     Parameters
     ----------
@@ -465,6 +467,8 @@ def convolve_hrf(X: np.ndarray, tr: float) -> np.ndarray:
         Sampled every ``tr`` seconds.
     tr : float
         The sampling period in seconds.
+    peak : float, default=5.0
+        Time to the response's peak, seconds.
 
     Returns
     -------
@@ -474,7 +478,7 @@ def convolve_hrf(X: np.ndarray, tr: float) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
     if X.ndim not in (1, 2):
         raise ValueError(f"X must be 1-D or 2-D, got shape {X.shape}")
-    return signal.lfilter(hrf(tr), [1.0], X, axis=0)
+    return signal.lfilter(hrf(tr, peak=peak), [1.0], X, axis=0)
 
 
 def audio_envelope(audio: np.ndarray, sr: int, times: np.ndarray, window: float = 0.1) -> np.ndarray:
@@ -973,7 +977,10 @@ def read_dialogue(path: str | os.PathLike | None = None) -> pd.DataFrame:
     The packaged file holds the quoted speech of *Moby-Dick* (Project Gutenberg
     #2701, public domain) chapters 19 and 16, in order, one quoted paragraph a
     row, given to two speakers "A" (Ishmael where the text says "said I") and
-    "B", who otherwise take turns.
+    "B", who otherwise take turns; then (``chapter`` "watch") a conversation of
+    two sailors on a night watch, written for this compendium in the novel's
+    setting, so that the movie cohort has enough dialogue for 15 minutes of
+    training movie.
     """
     path = Path(path) if path is not None else DIALOGUE
     if not path.is_file():
