@@ -3,7 +3,7 @@
 The library is organised by concern (see the book's "The library" page):
 ``config``, ``cache``, ``stimuli``, ``linguistics``, ``datasets``, ``fetch``,
 ``simulate``, ``models``, ``features``, ``encoding``, ``ceiling``, ``stats``,
-``probing``, ``removal``, ``similarity``, ``controls``, ``attribution``, ``instruct``, ``tasks``,
+``probing``, ``encodability``, ``removal``, ``similarity``, ``controls``, ``attribution``, ``instruct``, ``tasks``,
 ``tuning``, ``plotting``, ``results``, ``runner``, ``launch``, ``sweep``, ``cli``.
 """
 

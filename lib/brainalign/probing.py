@@ -29,7 +29,8 @@ from .cache import atomic_write
 from .encoding import contiguous_folds
 from .linguistics import PROPERTIES, annotate_words
 
-__all__ = ["PROPERTIES", "check_properties", "annotate_runs", "property_labels", "probe_accuracy", "write_senteval", "SENTEVAL_NAMES"]
+__all__ = ["PROPERTIES", "check_properties", "annotate_runs", "property_labels", "probe_predictions", "probe_scores",
+           "probe_accuracy", "write_senteval", "SENTEVAL_NAMES"]
 
 #: the SentEval file name of each property
 SENTEVAL_NAMES = {
@@ -107,15 +108,15 @@ def property_labels(
     return pd.DataFrame(out, index=annotations.index)
 
 
-def probe_accuracy(
+def probe_predictions(
     X: np.ndarray,
     labels: Sequence[str] | np.ndarray,
     n_folds: int = 5,
     gap: int = 20,
     alpha: float = 10.0,
     remover: object | None = None,
-) -> dict[str, float]:
-    """Held-out accuracy of a linear probe and of the majority-class baseline.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Held-out class of every word, from a linear probe and from the majority baseline.
 
     Parameters
     ----------
@@ -137,14 +138,13 @@ def probe_accuracy(
 
     Returns
     -------
-    dict with ``accuracy`` and ``baseline`` (fraction of held-out words
-    classified correctly by the probe, and by the training folds' majority
-    class), ``balanced`` (the probe's balanced accuracy) and ``chance``
-    (1 / n_classes).
+    predicted : array of shape (n_words,)
+        The probe's class for each word, from the fold that tests it.
+    majority : array of shape (n_words,)
+        The most frequent class of that fold's training words.
     """
     from sklearn.base import clone
     from sklearn.linear_model import RidgeClassifier
-    from sklearn.metrics import balanced_accuracy_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -166,8 +166,59 @@ def probe_accuracy(
             Xtr, Xte = fitted.transform(Xtr, y[train]), fitted.transform(Xte, y[test])
         probe = make_pipeline(StandardScaler(), RidgeClassifier(alpha=alpha))
         predicted[test] = probe.fit(Xtr, y[train]).predict(Xte)
+    return predicted, majority
+
+
+def probe_scores(labels: Sequence[str] | np.ndarray, predicted: np.ndarray, majority: np.ndarray) -> dict[str, float]:
+    """The scores of :func:`probe_accuracy` from held-out predictions.
+
+    Parameters
+    ----------
+    labels : array of shape (n_words,)
+        Class of each word.
+    predicted, majority : arrays of shape (n_words,)
+        From :func:`probe_predictions`.
+
+    Returns
+    -------
+    dict with ``accuracy``, ``baseline``, ``balanced`` and ``chance``, as
+    :func:`probe_accuracy` defines them.
+    """
+    from sklearn.metrics import balanced_accuracy_score
+
+    y = np.asarray(labels)
     return {"accuracy": float(np.mean(predicted == y)), "baseline": float(np.mean(majority == y)),
             "balanced": float(balanced_accuracy_score(y, predicted)), "chance": 1.0 / len(np.unique(y))}
+
+
+def probe_accuracy(
+    X: np.ndarray,
+    labels: Sequence[str] | np.ndarray,
+    n_folds: int = 5,
+    gap: int = 20,
+    alpha: float = 10.0,
+    remover: object | None = None,
+) -> dict[str, float]:
+    """Held-out accuracy of a linear probe and of the majority-class baseline.
+
+    Parameters
+    ----------
+    X : array of shape (n_words, n_features)
+        Word features, in text order.
+    labels : array of shape (n_words,)
+        Class of each word.
+    n_folds, gap, alpha, remover
+        As in :func:`probe_predictions`, which this scores.
+
+    Returns
+    -------
+    dict with ``accuracy`` and ``baseline`` (fraction of held-out words
+    classified correctly by the probe, and by the training folds' majority
+    class), ``balanced`` (the probe's balanced accuracy) and ``chance``
+    (1 / n_classes).
+    """
+    predicted, majority = probe_predictions(X, labels, n_folds=n_folds, gap=gap, alpha=alpha, remover=remover)
+    return probe_scores(labels, predicted, majority)
 
 
 def write_senteval(
