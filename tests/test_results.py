@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from brainalign import config
-from brainalign.results import Report, check_choice, check_parameters, ledger_markdown, output_folder, peak_memory_mb
+from brainalign.results import (
+    Report,
+    check_choice,
+    check_parameters,
+    failed_validations,
+    ledger_markdown,
+    output_folder,
+    peak_memory_mb,
+)
 
 
 def test_check_choice_names_value_and_valid():
@@ -35,7 +43,24 @@ def test_report_json_and_ledger(tmp_path):
     assert data["peak_memory_mb"] > 0 and "numpy" in data["versions"]
     (tmp_path / "00_test.split.json").write_text(json.dumps({"train": ["a"], "test": ["b"]}))  # a manifest, not results
     page = ledger_markdown(tmp_path)
-    assert "00_test" in page and "1 of 2 checks passed" in page and "**no**" in page
+    assert "00_test" in page and "Validations: 1 of 2 passed" in page and "**no**" in page
+
+
+def test_claims_have_verdicts_and_only_validations_fail_a_run(tmp_path):
+    r = Report("00_test", {"seed": 0}, "simulated", True)
+    r.check("the planted effect is found", "r > 0.1", 0.3, True)
+    r.check("the paper's effect holds", "gain > 0", -0.01, False, paper="+50% (Fig. 2)", kind="claim")
+    with pytest.raises(ValueError, match="unknown kind of check 'guess'"):
+        r.check("x", "y", 0, True, kind="guess")
+    data = json.loads(r.write(tmp_path).read_text())
+    assert data["validations_passed"] is True and data["all_passed"] is False
+    assert data["checks"][1]["verdict"] == "not reproduced" and "verdict" not in data["checks"][0]
+    assert failed_validations(data["checks"]) == []
+    page = ledger_markdown(tmp_path)
+    assert "Claims: 0 of 1 reproduced. Validations: 1 of 1 passed." in page
+    assert "| the paper's effect holds | gain > 0 | -0.01 | +50% (Fig. 2) | not reproduced |" in page
+    r.check("nothing where nothing was planted", "|r| < 0.02", 0.05, False)
+    assert failed_validations(r.as_dict()["checks"]) == ["nothing where nothing was planted"]
 
 
 def test_results_go_to_the_book_in_a_checkout_and_to_a_local_folder_outside(tmp_path, monkeypatch):

@@ -2,13 +2,15 @@
 
 ::
 
-    brainalign run 00_quickstart                  # the default set of runs.yml
+    brainalign run 00_quickstart                  # the default set of runs.yml (exit 3: a validation failed)
     brainalign run 00_quickstart --set smoke      # a named set
     brainalign run 00_quickstart -p layer 4       # override one parameter
     brainalign data simulate [simulated-movie] [--seed 0]
     brainalign data verify [--seed 0]
     brainalign models prepare                      # convert every packaged model once (Binder's build)
     brainalign ledger                              # write book/ledger.md from book/_run/*.json
+    brainalign ledger --check                      # list failed validations of book/_run; exit 1 if any
+    brainalign encodability [--model NAME ...] [--out PATH]   # which properties each default model encodes
     brainalign colab [--check]                     # write the notebooks' Colab set-up cells
     brainalign sweep 00_quickstart --set smoke --grid layer=0,3,6   # a grid of runs on Dask
     brainalign sweep-report 00_quickstart-smoke   # the sweep's cells in one table and a figure
@@ -23,9 +25,13 @@ from pathlib import Path
 
 import yaml
 
+from .results import failed_validations
 from .runner import checkout, run_notebook
 
-__all__ = ["main"]
+__all__ = ["main", "VALIDATION_FAILED"]
+
+#: exit status of ``brainalign run`` when the notebook ran to its end but a validation failed (an error exits 1)
+VALIDATION_FAILED = 3
 
 
 def _parse_value(text: str):
@@ -132,6 +138,23 @@ def _prepare_models(names: list[str] | None) -> int:
     return 0
 
 
+def _encodability(names: list[str] | None, out: Path | None) -> int:
+    """``brainalign encodability [--model NAME ...] [--out PATH]``: probe each model's layers, write the table."""
+    from . import encodability
+
+    names = list(names or encodability.DEFAULT_MODELS)
+    for name in names:
+        try:
+            encodability.check_model(name)
+        except ValueError as err:
+            raise SystemExit(str(err)) from None
+    path = encodability.write_record(encodability.compute_record(names), out or encodability.RESOURCE)
+    table = encodability.verdicts(encodability.read_table(path))
+    print(table[table.model.isin(names)].round(3).to_string(index=False))
+    print(f"wrote {path}")
+    return 0
+
+
 def _colab(check: bool) -> int:
     """``brainalign colab [--check]``: write (or check) every notebook's Colab set-up cell."""
     from . import launch
@@ -150,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="brainalign", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="execute a study notebook with papermill")
+    run = sub.add_parser("run", help="execute a study notebook with papermill; exit 3 when it ran but a validation failed")
     run.add_argument("study")
     run.add_argument("--set", default="default", dest="set_name", help="parameter set of notebooks/runs.yml")
     run.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
@@ -173,7 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     data.add_argument("--root", type=Path, default=None, help="the dataset's folder (default: in the data home)")
     data.add_argument("--dry-run", action="store_true", help="show what would be fetched, download nothing")
     data.add_argument("--rehash", action="store_true", help="verify: recompute every checksum")
-    sub.add_parser("ledger", help="write book/ledger.md from the executed notebooks' results")
+    ledger = sub.add_parser("ledger", help="write book/ledger.md from the executed notebooks' results")
+    ledger.add_argument("--check", action="store_true",
+                        help="write nothing; list the failed validations of every executed notebook, exit 1 if any")
     mod = sub.add_parser("models", help="prepare the packaged models",
                          description="prepare: load each packaged model once, so that its conversion (GGUF, CTranslate2) "
                                      "is cached in the data home (Binder does this when it builds the image)")
@@ -181,6 +206,14 @@ def main(argv: list[str] | None = None) -> int:
     mod.add_argument("names", nargs="*", help="packaged models (default: all)")
     colab = sub.add_parser("colab", help="write every notebook's Colab set-up cell from book/_config.yml's repository")
     colab.add_argument("--check", action="store_true", help="write nothing; exit 1 when a notebook's cell is out of date")
+    enc = sub.add_parser("encodability", help="which linguistic properties each default model encodes, per layer",
+                         description="probe Study 1's property classes at every layer of each model on text no study "
+                                     "evaluates on (Python's own documentation prose); write the table with its "
+                                     "confidence intervals and verdicts (default: the committed resources/encodability.json; "
+                                     "other models of a file on the same stimuli and parameters are kept)")
+    enc.add_argument("--model", nargs="+", dest="models", default=None, metavar="NAME",
+                     help="language models (default: minilm-l6 smollm2-135m-instruct)")
+    enc.add_argument("--out", type=Path, default=None, metavar="PATH", help="where to write the JSON (default: the committed table)")
     from . import sweep
 
     sweep.add_commands(sub)
@@ -192,10 +225,16 @@ def main(argv: list[str] | None = None) -> int:
         result = path.with_suffix(".json")
         if result.exists():
             summary = json.loads(result.read_text())
-            failed = [c["claim"] for c in summary["checks"] if not c["passed"]]
-            print(f"{path}: {len(summary['checks']) - len(failed)}/{len(summary['checks'])} checks passed")
+            claims = [c for c in summary["checks"] if c.get("kind") == "claim"]
+            failed = failed_validations(summary["checks"])
+            n_validations = len(summary["checks"]) - len(claims)
+            print(f"{path}: claims {sum(c['passed'] for c in claims)}/{len(claims)} reproduced; "
+                  f"validations {n_validations - len(failed)}/{n_validations} passed")
+            for claim in claims:
+                print(f"  {claim['verdict']}: {claim['claim']}")
             for claim in failed:
-                print(f"  FAILED: {claim}")
+                print(f"  FAILED VALIDATION: {claim}")
+            return VALIDATION_FAILED if failed else 0
         return 0
     if args.command == "data":
         return _data(args)
@@ -203,12 +242,21 @@ def main(argv: list[str] | None = None) -> int:
         return _prepare_models(args.names)
     if args.command == "colab":
         return _colab(args.check)
+    if args.command == "encodability":
+        return _encodability(args.models, args.out)
     if args.command in ("sweep", "sweep-report"):
         return sweep.main(args)
     if args.command == "ledger":
         from .results import ledger_markdown
 
         root = checkout()
+        if args.check:
+            failed = {path.stem: failed_validations(json.loads(path.read_text())["checks"])
+                      for path in sorted((root / "book" / "_run").glob("*.json")) if "." not in path.stem}
+            for notebook, claims in failed.items():
+                for claim in claims:
+                    print(f"FAILED VALIDATION in {notebook}: {claim}")
+            return 1 if any(failed.values()) else 0
         (root / "book" / "ledger.md").write_text(ledger_markdown(root / "book" / "_run"))
         print(f"wrote {root / 'book' / 'ledger.md'}")
         return 0

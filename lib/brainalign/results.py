@@ -1,10 +1,16 @@
 """Parameter validation, reproduction checks and the results json of every notebook.
 
 Each notebook validates its parameters first (``validate``), records checks as
-it goes (``Report.check``: a claim, what was expected, what was observed,
-whether it passed) and ends by writing ``<notebook>.json`` into its results
-folder (``output_folder``: ``book/_run/`` in a source checkout), which the
-book's reproduction ledger collects (``ledger_markdown``).
+it goes (``Report.check``: what was tested, what was expected, what was
+observed, whether it held) and ends by writing ``<notebook>.json`` into its
+results folder (``output_folder``: ``book/_run/`` in a source checkout), which
+the book's reproduction ledger collects (``ledger_markdown``).
+
+A check is of one of two kinds (``KINDS``). A **validation** tests the method
+on the simulated cohort's planted truth: it must pass, and a failure is a bug
+in the method or the cohort (``brainalign run`` then exits non-zero). A
+**claim** is one of the paper's findings tested here: its verdict is
+"reproduced" or "not reproduced", a result either way.
 """
 
 from __future__ import annotations
@@ -24,7 +30,10 @@ from . import config
 from .cache import atomic_write
 
 __all__ = ["check_parameters", "check_choice", "Report", "ledger_markdown", "peak_memory_mb", "output_folder",
-           "LOCAL_RESULTS"]
+           "failed_validations", "KINDS", "LOCAL_RESULTS"]
+
+#: the kinds of check: a validation must pass; a claim is reproduced or not
+KINDS = ("validation", "claim")
 
 #: the results folder outside a source checkout (e.g. on Colab), relative to the working folder
 LOCAL_RESULTS = "brainalign_results"
@@ -143,13 +152,22 @@ class Report:
         self.tables: dict[str, list] = {}
         self._start = time.time()
 
-    def check(self, claim: str, expected: str, observed, passed: bool, paper: str | None = None) -> bool:
-        """Record a check; ``paper`` is what the study reports for the same claim, if anything."""
-        row = {"claim": claim, "expected": expected, "observed": _jsonable(observed), "passed": bool(passed)}
+    def check(self, claim: str, expected: str, observed, passed: bool, paper: str | None = None,
+              kind: str = "validation") -> bool:
+        """Record a check; ``paper`` is what the study reports for the same claim, if anything.
+
+        ``kind`` is "validation" (the method on planted truth: must pass) or
+        "claim" (a finding of the paper: ``passed`` says whether it reproduced).
+        """
+        check_choice("kind of check", kind, KINDS)
+        row = {"claim": claim, "expected": expected, "observed": _jsonable(observed), "passed": bool(passed),
+               "kind": kind}
+        if kind == "claim":
+            row["verdict"] = "reproduced" if passed else "not reproduced"
         if paper:
             row["paper"] = paper
         self.checks.append(row)
-        mark = "PASS" if passed else "FAIL"
+        mark = ("PASS" if passed else "FAIL") if kind == "validation" else row["verdict"].upper()
         print(f"[{mark}] {claim}: expected {expected}; observed {row['observed']}")
         return bool(passed)
 
@@ -178,6 +196,7 @@ class Report:
             "checks": self.checks,
             "tables": self.tables,
             "all_passed": all(c["passed"] for c in self.checks),
+            "validations_passed": not failed_validations(self.checks),
         }
 
     def write(self, out_dir: str | os.PathLike | None = None) -> Path:
@@ -187,17 +206,25 @@ class Report:
         return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
+def failed_validations(checks: Iterable[Mapping]) -> list[str]:
+    """The validations among ``checks`` (a results json's ``checks``) that failed; a check without a kind is one."""
+    return [c["claim"] for c in checks if c.get("kind", "validation") == "validation" and not c["passed"]]
+
+
 def ledger_markdown(run_dir: str | os.PathLike) -> str:
     """The reproduction ledger page: every check of every results json ``<run_dir>/<notebook>.json``, as markdown.
 
+    Per notebook, the paper's claims (with their verdicts) and then the validations.
     Other files beside them (a notebook's split manifest ``<notebook>.split.json``) are not results.
     """
     lines = [
         "# Reproduction ledger",
         "",
-        "Every notebook ends by checking what it reproduced. This page collects those checks from "
-        "the last executed run of each notebook. Rows marked *simulated* ran on the simulated cohort: "
-        "they show that each method recovers what was planted, not what the brain does.",
+        "Every notebook ends by testing what it reproduced. This page collects those tests from the last "
+        "executed run of each notebook, in two kinds: the paper's **claims**, each with its verdict "
+        "(reproduced or not: a result either way), and the **validations** of the method on the simulated "
+        "cohort's planted truth, which must pass. Rows marked *simulated* ran on the simulated cohort: "
+        "they show what each method recovers of what was planted, not what the brain does.",
         "",
     ]
     runs = sorted(p for p in Path(run_dir).glob("*.json") if "." not in p.stem)
@@ -206,22 +233,29 @@ def ledger_markdown(run_dir: str | os.PathLike) -> str:
     for path in runs:
         r = json.loads(path.read_text())
         data = f"{r['dataset']} ({'simulated' if r['simulated'] else 'real data'})"
-        passed = sum(c["passed"] for c in r["checks"])
+        claims = [c for c in r["checks"] if c.get("kind") == "claim"]
+        validations = [c for c in r["checks"] if c.get("kind", "validation") == "validation"]
+        reproduced = sum(c["passed"] for c in claims)
+        passed = sum(c["passed"] for c in validations)
         lines += [
             f"## {r['notebook']}",
             "",
             f"Dataset: {data}. Parameters: `{json.dumps(r['parameters'])}`. "
             f"Runtime {r['runtime_s']} s, peak memory {r['peak_memory_mb']:.0f} MB. "
-            f"**{passed} of {len(r['checks'])} checks passed.**",
+            f"**Claims: {reproduced} of {len(claims)} reproduced. Validations: {passed} of {len(validations)} passed.**",
             "",
-            "| claim | expected | observed | paper | passed |",
-            "|---|---|---|---|---|",
         ]
-        for c in r["checks"]:
-            observed = c["observed"]
-            if isinstance(observed, float):
-                observed = f"{observed:.3g}"
-            cells = [c["claim"], c["expected"], str(observed), c.get("paper", ""), "yes" if c["passed"] else "**no**"]
-            lines.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")
-        lines.append("")
+        for title, rows, last in [("Claims", claims, "verdict"), ("Validations", validations, "passed")]:
+            if not rows:
+                continue
+            lines += [f"### {title}", "", f"| {title[:-1].lower()} | expected | observed | paper | {last} |",
+                      "|---|---|---|---|---|"]
+            for c in rows:
+                observed = c["observed"]
+                if isinstance(observed, float):
+                    observed = f"{observed:.3g}"
+                outcome = c["verdict"] if last == "verdict" else ("yes" if c["passed"] else "**no**")
+                cells = [c["claim"], c["expected"], str(observed), c.get("paper", ""), outcome]
+                lines.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")
+            lines.append("")
     return "\n".join(lines)
