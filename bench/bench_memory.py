@@ -37,6 +37,7 @@ from pathlib import Path
 import psutil
 
 from brainalign import launch
+from brainalign.cli import VALIDATION_FAILED
 from brainalign.runner import load_runs
 
 MB = 2**20
@@ -122,8 +123,8 @@ def run_one(notebook: str, set_name: str, limit_mb: int, interval: float) -> dic
             summary = json.loads(result.read_text())
             row["kernel_peak_mb"] = round(summary["peak_memory_mb"])
             row["checks_passed"] = summary["all_passed"]
-        row["status"] = ("over the limit" if killed else "ok" if child.returncode == 0 and result.exists()
-                         else f"failed (exit {child.returncode})")
+        ran = child.returncode in (0, VALIDATION_FAILED) and result.exists()  # 3: ran, a validation failed
+        row["status"] = "over the limit" if killed else "ok" if ran else f"failed (exit {child.returncode})"
         if row["status"] != "ok":
             row["log_tail"] = (Path(tmp) / "run.log").read_text()[-2000:]
     return row
