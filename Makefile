@@ -62,6 +62,7 @@ bench: venv
 	$(BIN)/python bench/bench_tuning.py
 	$(BIN)/python bench/bench_memory.py
 	$(BIN)/python bench/bench_sweep.py
+	$(BIN)/python bench/bench_calibration.py
 
 clean:
 	rm -rf book/_build book/_run book/ledger.md .pytest_cache

@@ -1,4 +1,4 @@
-"""Tests of brainalign.stats: block permutation, FDR, Wilcoxon, bootstrap."""
+"""Tests of brainalign.stats: block permutation, FDR, Wilcoxon, bootstrap, and their calibration."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 from scipy.signal import lfilter
 
-from brainalign import stats
+from brainalign import config, simulate, stats
 from brainalign.stats import (
     block_permutation_test,
     bootstrap_ci,
     fdr,
     wilcoxon_across_subjects,
 )
+from brainalign.stimuli import convolve_hrf
 
 
 def _ar1(rng, shape, phi=0.6):
@@ -146,3 +147,94 @@ def test_paired_block_bootstrap_finds_a_better_prediction_and_not_a_tie():
     assert d_each.shape == p_each.shape == (v,)
     with pytest.raises(ValueError, match="block_size"):
         stats.paired_block_bootstrap(Y, good, worse, block_size=150)
+
+
+def test_groups_of_one_target_give_the_per_target_test():
+    """The grouped path (block-pair products) and the per-target path (gathered samples) agree exactly."""
+    rng = np.random.default_rng(7)
+    y_true, y_pred, other = _ar1(rng, (123, 5)), _ar1(rng, (123, 5)), _ar1(rng, (123, 5))  # 123: a tail stays in place
+    one_each = np.eye(5, dtype=bool)
+    r, p = block_permutation_test(y_true, y_pred, n_permutations=300, seed=2)
+    r_g, p_g = block_permutation_test(y_true, y_pred, n_permutations=300, seed=2, groups=one_each)
+    np.testing.assert_allclose(r_g, r)
+    np.testing.assert_array_equal(p_g, p)
+    d, q = stats.paired_block_bootstrap(y_true, y_pred, other, n_bootstraps=300, seed=2)
+    d_g, q_g = stats.paired_block_bootstrap(y_true, y_pred, other, groups=one_each, n_bootstraps=300, seed=2)
+    np.testing.assert_allclose(d_g, d)
+    np.testing.assert_array_equal(q_g, q)
+
+
+# -- calibration on the simulated cohort's noise (bench/bench_calibration.py is the full version) -------
+# 200 null draws per test, each a fresh test story of 150 TRs: the cohort's noise (AR(1), shared factors,
+# slow drifts; simulate.noise) against predictions independent of it (white random features through the
+# HRF, mixed by random voxel weights). A test passes when the upper end of the Wilson 95% interval of its
+# false-positive rate at alpha 0.05 is at most FPR_BOUND = 0.14, i.e. at most 18 rejections in 200. At a
+# true rate of 0.05 that fails with probability 0.006 (0.03 at 0.06); a rate of 0.15 is caught with
+# probability 0.99. The seeds are fixed, so the outcome is deterministic.
+N_TRS, TR, N_NULL = 150, 2.0, 200
+FPR_BOUND = 0.14
+
+
+def _wilson_upper(k: int, n: int, z: float = 1.959964) -> float:
+    phat = k / n
+    return (phat + z**2 / (2 * n) + z * np.sqrt(phat * (1 - phat) / n + z**2 / (4 * n**2))) / (1 + z**2 / n)
+
+
+def _cohort_noise(rng, n_voxels: int, seed: int) -> np.ndarray:
+    loadings = config.rng(seed, "noise-loadings").standard_normal((5, n_voxels))
+    return simulate.noise(rng, N_TRS, n_voxels, loadings, tr=TR)
+
+
+def _stimulus(rng) -> np.ndarray:
+    return convolve_hrf(rng.standard_normal((N_TRS + 20, 16)), TR)[20:]  # 20 TRs of burn-in for the HRF
+
+
+def _prediction(rng, features: np.ndarray, n_voxels: int) -> np.ndarray:
+    return features @ rng.standard_normal((features.shape[1], n_voxels))
+
+
+def _null_voxel(i: int) -> float:
+    rng = config.rng(i % 5, "test-calibration", "voxel", i)
+    y = _cohort_noise(rng, 1, i % 5)[:, 0]
+    return block_permutation_test(y, _prediction(rng, _stimulus(rng), 1)[:, 0], 10, 500, seed=i)[1]
+
+
+def _null_roi_groups(i: int) -> float:
+    rng = config.rng(i % 5, "test-calibration", "roi", i)
+    Y = _cohort_noise(rng, 20, i % 5)
+    return block_permutation_test(Y, _prediction(rng, _stimulus(rng), 20), 10, 500, seed=i, groups=np.ones((1, 20), bool))[1][0]
+
+
+def _null_roi_mean(i: int) -> float:
+    rng = config.rng(i % 5, "test-calibration", "roi-mean", i)
+    y = _cohort_noise(rng, 20, i % 5).mean(axis=1)
+    return block_permutation_test(y, _prediction(rng, _stimulus(rng), 20).mean(axis=1), 10, 500, seed=i)[1]
+
+
+def _null_paired_group(i: int) -> float:
+    """Four subjects' voxels side by side (one stimulus, own weights), two predictions independent of them."""
+    rng = config.rng(i % 5, "test-calibration", "paired", i)
+    Y = np.concatenate([_cohort_noise(rng, 10, i % 5) for _ in range(4)], axis=1)
+    a_features, b_features = _stimulus(rng), _stimulus(rng)
+    A = np.concatenate([_prediction(rng, a_features, 10) for _ in range(4)], axis=1)
+    B = np.concatenate([_prediction(rng, b_features, 10) for _ in range(4)], axis=1)
+    return stats.paired_block_bootstrap(Y, A, B, groups=np.ones((1, 40), bool), block_size=10, n_bootstraps=500, seed=i)[1][0]
+
+
+@pytest.mark.parametrize("null_p", [_null_voxel, _null_roi_groups, _null_roi_mean, _null_paired_group],
+                         ids=["permutation-voxel", "permutation-roi-groups", "permutation-roi-mean", "paired-group"])
+def test_false_positive_rate_on_cohort_noise(null_p):
+    p = np.array([null_p(i) for i in range(N_NULL)])
+    k = int((p <= 0.05).sum())
+    assert _wilson_upper(k, N_NULL) <= FPR_BOUND, f"{k} of {N_NULL} null draws rejected at alpha 0.05"
+
+
+def test_wilson_bound_catches_a_test_that_ignores_the_autocorrelation():
+    """The same check fails a test that shuffles single samples (block_size=1): the bound has teeth."""
+    p = []
+    for i in range(N_NULL):
+        rng = config.rng(i % 5, "test-calibration", "voxel", i)
+        y = _cohort_noise(rng, 1, i % 5)[:, 0]
+        p.append(block_permutation_test(y, _prediction(rng, _stimulus(rng), 1)[:, 0], 1, 500, seed=i)[1])
+    k = int((np.array(p) <= 0.05).sum())
+    assert _wilson_upper(k, N_NULL) > FPR_BOUND, k
