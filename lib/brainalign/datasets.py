@@ -30,7 +30,7 @@ Loaders (``load_dataset(name, **kwargs)``):
 ==============  ===============================================  ===========================  ======
 name            data                                             space (``n_voxels``)         TR (s)
 ==============  ===============================================  ===========================  ======
-``simulated``   the embedded default, generated on first use     fsLR-32k, subsampled (3961)  2.0
+``simulated``   the embedded default, generated on first use     fsLR-32k, subsampled (2958)  2.0
 ``lebel2023``   LeBel et al. 2023, OpenNeuro ds003020            each subject's native volume 2.0
 ``narratives``  Nastase et al. 2021, ds002345 + derivatives      fsaverage6 (2 x 40962)       1.5
 ``neuromod``    CNeuroMod Friends / Movie10, Algonauts 2025      Schaefer-2018 parcels (1000) 1.49
