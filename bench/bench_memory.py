@@ -122,7 +122,7 @@ def run_one(notebook: str, set_name: str, limit_mb: int, interval: float) -> dic
         if result.exists():
             summary = json.loads(result.read_text())
             row["kernel_peak_mb"] = round(summary["peak_memory_mb"])
-            row["checks_passed"] = summary["all_passed"]
+            row["validations_passed"] = summary["validations_passed"]
         ran = child.returncode in (0, VALIDATION_FAILED) and result.exists()  # 3: ran, a validation failed
         row["status"] = "over the limit" if killed else "ok" if ran else f"failed (exit {child.returncode})"
         if row["status"] != "ok":

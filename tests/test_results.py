@@ -7,9 +7,11 @@ import pytest
 
 from brainalign import config
 from brainalign.results import (
+    KINDS,
     Report,
     check_choice,
     check_parameters,
+    declared,
     failed_validations,
     ledger_markdown,
     output_folder,
@@ -32,35 +34,92 @@ def test_check_parameters_catches_injected_typo():
         check_parameters({"dataset": "x"}, ["dataset", "layer"])
 
 
+ITEMS = [
+    {"id": "found", "kind": "validation", "claim": "a planted effect is found", "criterion": "r > {threshold}",
+     "test": "none"},
+    {"id": "flat", "kind": "validation", "claim": "the null is flat", "criterion": "|r| < 0.02", "test": "none"},
+    {"id": "gain", "kind": "claim", "claim": "the paper's effect holds", "criterion": "gain > 0", "test": "none",
+     "paper": "+50%", "source": "Fig. 2"},
+    {"id": "depth", "kind": "claim", "claim": "removing depth lowers alignment", "criterion": "drop > 0",
+     "test": "Wilcoxon", "paper": "significant drop", "source": "Fig. 3"},
+]
+
+
 def test_report_json_and_ledger(tmp_path):
-    r = Report("00_test", {"seed": 0}, "simulated", True)
-    r.check("a planted effect is found", "r > 0.1", 0.3, True)
-    r.check("the null is flat", "|r| < 0.02", 0.05, False, paper="n/a")
+    r = Report("00_test", {"seed": 0}, "simulated", True, items=ITEMS)
+    r.check("found", 0.3, True, threshold=0.1)
+    r.check("flat", 0.05, False)
+    r.not_testable("depth", "the model does not encode depth")
     path = r.write(tmp_path)
     data = json.loads(path.read_text())
-    assert data["simulated"] is True and data["all_passed"] is False
-    assert {"claim", "expected", "observed", "passed"} <= set(data["checks"][0])
+    assert data["simulated"] is True and data["validations_passed"] is False
+    assert data["checks"][0]["expected"] == "r > 0.1" and data["checks"][0]["verdict"] == "passed"
+    assert [c["verdict"] for c in data["checks"]] == ["passed", "failed", "not testable here", "not evaluated"]
+    assert data["missing"] == ["gain"] and data["checks"][3]["why"] == "not reached in this run"
     assert data["peak_memory_mb"] > 0 and "numpy" in data["versions"]
     (tmp_path / "00_test.split.json").write_text(json.dumps({"train": ["a"], "test": ["b"]}))  # a manifest, not results
     page = ledger_markdown(tmp_path)
-    assert "00_test" in page and "Validations: 1 of 2 passed" in page and "**no**" in page
+    assert "| [00_test](#00-test) | simulated | 0 | 0 | 1 | 1 | 1 of 2 |" in page
+    assert "| the null is flat | \\|r\\| < 0.02 | 0.05 | **failed** |" in page
+    assert "not testable here: the model does not encode depth" in page
+    assert "Declared but neither evaluated nor marked in this run: gain" in page
 
 
 def test_claims_have_verdicts_and_only_validations_fail_a_run(tmp_path):
-    r = Report("00_test", {"seed": 0}, "simulated", True)
-    r.check("the planted effect is found", "r > 0.1", 0.3, True)
-    r.check("the paper's effect holds", "gain > 0", -0.01, False, paper="+50% (Fig. 2)", kind="claim")
-    with pytest.raises(ValueError, match="unknown kind of check 'guess'"):
-        r.check("x", "y", 0, True, kind="guess")
+    r = Report("00_test", {"seed": 0}, "simulated", True, items=ITEMS)
+    r.check("found", 0.3, True, threshold=0.1)
+    r.check("gain", -0.01, False)
+    r.not_evaluated("flat", "this set has no null")
+    r.check("depth", 0.2, True)
     data = json.loads(r.write(tmp_path).read_text())
-    assert data["validations_passed"] is True and data["all_passed"] is False
-    assert data["checks"][1]["verdict"] == "not reproduced" and "verdict" not in data["checks"][0]
+    assert data["validations_passed"] is True and data["missing"] == []
+    assert data["checks"][1]["verdict"] == "not reproduced" and data["checks"][1]["source"] == "Fig. 2"
     assert failed_validations(data["checks"]) == []
     page = ledger_markdown(tmp_path)
-    assert "Claims: 0 of 1 reproduced. Validations: 1 of 1 passed." in page
-    assert "| the paper's effect holds | gain > 0 | -0.01 | +50% (Fig. 2) | not reproduced |" in page
-    r.check("nothing where nothing was planted", "|r| < 0.02", 0.05, False)
-    assert failed_validations(r.as_dict()["checks"]) == ["nothing where nothing was planted"]
+    assert "| [00_test](#00-test) | simulated | 1 | 1 | 0 | 0 | 1 of 2 |" in page
+    assert "| the paper's effect holds | +50% (Fig. 2) | gain > 0 | -0.01 | not reproduced |" in page
+
+
+def test_only_declared_items_are_checked_once_each(tmp_path):
+    r = Report("00_test", {}, "simulated", True, items=ITEMS)
+    with pytest.raises(ValueError, match=r"unknown check of 00_test 'guess'; valid: \['found', 'flat', 'gain', 'depth'\]"):
+        r.check("guess", 0, True)
+    with pytest.raises(ValueError, match="needs the field 'threshold'"):
+        r.check("found", 0.3, True)
+    with pytest.raises(ValueError, match="is a validation"):
+        r.not_testable("flat", "why")
+    r.check("flat", 0.0, True)
+    with pytest.raises(ValueError, match="'flat' of 00_test was already recorded"):
+        r.check("flat", 0.0, True)
+    assert r.missing() == ["found", "gain", "depth"]
+
+
+def test_on_real_data_validations_are_not_evaluated_and_claims_are(tmp_path):
+    r = Report("00_test", {}, "lebel2023", False, items=ITEMS)
+    data = r.as_dict()
+    assert data["missing"] == ["gain", "depth"]
+    assert {c["id"]: c["why"] for c in data["checks"] if c["kind"] == "validation"} == {
+        "found": "real data: no planted truth", "flat": "real data: no planted truth"}
+
+
+def test_every_notebook_has_its_checks_declared():
+    from brainalign.runner import load_runs
+
+    for notebook in load_runs():
+        items = declared(notebook)
+        assert items and all(item["kind"] in KINDS for item in items), notebook
+    with pytest.raises(ValueError, match="no checks are declared for '99_nope'"):
+        declared("99_nope")
+
+
+def test_a_malformed_declaration_is_refused(tmp_path):
+    path = tmp_path / "claims.yml"
+    path.write_text("00_test:\n  - {id: a, kind: claim, claim: x, criterion: y, test: none}\n")
+    with pytest.raises(ValueError, match=r"\['paper', 'source'\] missing"):
+        declared("00_test", path)
+    path.write_text("00_test:\n  - {id: a, kind: guess, claim: x, criterion: y, test: none}\n")
+    with pytest.raises(ValueError, match="unknown kind of check"):
+        declared("00_test", path)
 
 
 def test_results_go_to_the_book_in_a_checkout_and_to_a_local_folder_outside(tmp_path, monkeypatch):
@@ -68,7 +127,7 @@ def test_results_go_to_the_book_in_a_checkout_and_to_a_local_folder_outside(tmp_
     assert output_folder() == config.repo_root() / "book" / "_run"
     monkeypatch.setattr(config, "repo_root", lambda: None)  # a notebook opened alone, as on Colab
     monkeypatch.chdir(tmp_path)
-    path = Report("00_test", {}, "simulated", True).write()
+    path = Report("00_test", {}, "simulated", True, items=ITEMS).write()
     assert path.resolve() == tmp_path / "brainalign_results" / "00_test.json"
     assert json.loads(path.read_text())["notebook"] == "00_test"
 

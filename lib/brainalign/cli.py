@@ -9,7 +9,7 @@
     brainalign data verify [--seed 0]
     brainalign models prepare                      # convert every packaged model once (Binder's build)
     brainalign ledger                              # write book/ledger.md from book/_run/*.json
-    brainalign ledger --check                      # list failed validations of book/_run; exit 1 if any
+    brainalign ledger --check                      # list failed validations and unevaluated items; exit 1 if any
     brainalign encodability [--model NAME ...] [--out PATH]   # which properties each default model encodes
     brainalign colab [--check]                     # write the notebooks' Colab set-up cells
     brainalign sweep 00_quickstart --set smoke --grid layer=0,3,6   # a grid of runs on Dask
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from .results import failed_validations
+from .results import failed_validations, verdict_lines
 from .runner import checkout, run_notebook
 
 __all__ = ["main", "VALIDATION_FAILED"]
@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     data.add_argument("--rehash", action="store_true", help="verify: recompute every checksum")
     ledger = sub.add_parser("ledger", help="write book/ledger.md from the executed notebooks' results")
     ledger.add_argument("--check", action="store_true",
-                        help="write nothing; list the failed validations of every executed notebook, exit 1 if any")
+                        help="write nothing; list the failed validations and the declared items not evaluated of every executed notebook, "
+                             "exit 1 if any")
     mod = sub.add_parser("models", help="prepare the packaged models",
                          description="prepare: load each packaged model once, so that its conversion (GGUF, CTranslate2) "
                                      "is cached in the data home (Binder does this when it builds the image)")
@@ -225,16 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         result = path.with_suffix(".json")
         if result.exists():
             summary = json.loads(result.read_text())
-            claims = [c for c in summary["checks"] if c.get("kind") == "claim"]
-            failed = failed_validations(summary["checks"])
-            n_validations = len(summary["checks"]) - len(claims)
-            print(f"{path}: claims {sum(c['passed'] for c in claims)}/{len(claims)} reproduced; "
-                  f"validations {n_validations - len(failed)}/{n_validations} passed")
-            for claim in claims:
-                print(f"  {claim['verdict']}: {claim['claim']}")
-            for claim in failed:
-                print(f"  FAILED VALIDATION: {claim}")
-            return VALIDATION_FAILED if failed else 0
+            print(path, "\n".join(["", *verdict_lines(summary)]))
+            return VALIDATION_FAILED if failed_validations(summary["checks"]) else 0
         return 0
     if args.command == "data":
         return _data(args)
@@ -251,12 +244,14 @@ def main(argv: list[str] | None = None) -> int:
 
         root = checkout()
         if args.check:
-            failed = {path.stem: failed_validations(json.loads(path.read_text())["checks"])
-                      for path in sorted((root / "book" / "_run").glob("*.json")) if "." not in path.stem}
-            for notebook, claims in failed.items():
-                for claim in claims:
-                    print(f"FAILED VALIDATION in {notebook}: {claim}")
-            return 1 if any(failed.values()) else 0
+            problems = []
+            for path in sorted((root / "book" / "_run").glob("*.json")):
+                if "." not in path.stem:
+                    summary = json.loads(path.read_text())
+                    problems += [f"FAILED VALIDATION in {path.stem}: {claim}" for claim in failed_validations(summary["checks"])]
+                    problems += [f"DECLARED BUT NOT EVALUATED in {path.stem}: {item}" for item in summary.get("missing", [])]
+            print("\n".join(problems) if problems else "every validation passed; every declared item was evaluated")
+            return 1 if problems else 0
         (root / "book" / "ledger.md").write_text(ledger_markdown(root / "book" / "_run"))
         print(f"wrote {root / 'book' / 'ledger.md'}")
         return 0

@@ -702,9 +702,9 @@ def sweep_report(folder: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]
         results = folder / r["id"] / f"{r['notebook']}.json"
         if r["status"] == "done" and results.exists():
             res = json.loads(results.read_text())
-            passed = [c for c in res.get("checks", []) if c["passed"]]
-            row["checks"] = f"{len(passed)}/{len(res.get('checks', []))}"
-            row["failed_checks"] = "; ".join(c["claim"] for c in res.get("checks", []) if not c["passed"])
+            evaluated = [c for c in res.get("checks", []) if c.get("passed") is not None]
+            row["checks"] = f"{sum(c['passed'] for c in evaluated)}/{len(evaluated)}"
+            row["failed_checks"] = "; ".join(c["claim"] for c in evaluated if not c["passed"])
             spec = HEADLINES.get(r["notebook"])
             if spec is not None and spec.table in res.get("tables", {}):
                 table = pd.DataFrame(res["tables"][spec.table])
