@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -32,6 +33,18 @@ def test_rows_are_consistent_and_verdicts_follow_the_declared_rule():
     for row in recomputed.itertuples():
         rows = TABLE[(TABLE.model == row.model) & (TABLE.property == row.property)]
         assert (row.verdict == "encoded") == bool((rows.ci_low > 0).any())
+
+
+def test_encoded_reads_the_committed_verdicts_by_any_name_of_a_model(tmp_path):
+    verdicts = pd.DataFrame(RECORD["verdicts"])
+    for model in encodability.DEFAULT_MODELS:
+        mine = verdicts[verdicts.model == model]
+        assert encodability.encoded(model) == dict(zip(mine.property, mine.verdict == "encoded"))
+    assert encodability.encoded("gpt2") == {}  # never measured
+    record = {**RECORD, "verdicts": [{**v, "verdict": "encoded"} for v in RECORD["verdicts"]]}
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps(record))
+    assert all(encodability.encoded("minilm-l6", path).values())
 
 
 def test_record_says_how_it_was_made():

@@ -58,7 +58,7 @@ from .linguistics import load_parser
 
 __all__ = [
     "DEFAULT_MODELS", "RESOURCE", "check_model", "stimulus_runs", "stimulus_features", "probe_gain",
-    "encodability_table", "verdicts", "compute_record", "write_record", "load_record", "read_table",
+    "encodability_table", "verdicts", "compute_record", "write_record", "load_record", "read_table", "encoded",
 ]
 
 #: the text models the studies evaluate by default (00, 01, 02: MiniLM; 02, 05: SmolLM2); the generator is not one
@@ -462,3 +462,14 @@ def load_record(path: str | Path = RESOURCE) -> dict:
 def read_table(path: str | Path = RESOURCE) -> pd.DataFrame:
     """The committed table: one row per model, property and layer (columns of :func:`encodability_table`)."""
     return pd.DataFrame(load_record(path)["rows"])
+
+
+def encoded(model: str, path: str | Path = RESOURCE) -> dict[str, bool]:
+    """Which of Study 1's properties ``model`` encodes, by the committed verdicts: property -> encoded.
+
+    Empty when the table has no row for the model (its encodability was never
+    measured: ``brainalign encodability --model NAME`` measures it). A claim
+    about removing a property the model does not encode cannot be tested with it.
+    """
+    name = models.get_spec(model).name
+    return {v["property"]: v["verdict"] == "encoded" for v in load_record(path)["verdicts"] if v["model"] == name}
