@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from brainalign import controls, features, models
+from brainalign.cache import Cache, digest
 
 WORDS = ["the", "old", "sailor", "saw", "a", "whale"]
 PERMUTED = ["a", "sailor", "saw", "the", "old"]  # the context of the last word ("whale"), reordered
@@ -88,7 +89,10 @@ def test_untrained_copy_is_seeded_and_leaves_the_model_alone(minilm):
     assert sum(p.numel() for p in a.model.parameters()) == sum(p.numel() for p in minilm.model.parameters())
     assert not a.model.training
     feats = features.word_features(a, WORDS, context=3, cache=False)
-    assert feats.shape == (7, len(WORDS), 384) and np.isfinite(feats).all()
+    assert feats.shape == (7, len(WORDS), 384)
+    # every state ends in a freshly initialised LayerNorm (weight 1, bias 0): each one-token word has mean 0 and sd 1
+    np.testing.assert_allclose(feats.mean(-1), 0, atol=1e-5)
+    np.testing.assert_allclose(feats.std(-1), 1, atol=1e-5)
 
 
 def test_apply_control_by_name(minilm):
@@ -178,6 +182,8 @@ def test_small_model_training_is_reproducible(kind, one_thread):
     assert shuffled.revision != a.revision and shuffled.spec.name == f"small-{kind}-shuffled"
     feats = features.word_features(a, WORDS, context=3, cache=False)
     assert feats.shape == (TINY.n_layers + 1, len(WORDS), TINY.dim)
+    np.testing.assert_array_equal(features.word_features(b, WORDS, context=3, cache=False), feats)
+    assert np.abs(features.word_features(shuffled, WORDS, context=3, cache=False)[-1] - feats[-1]).max() > 1e-3
 
 
 def test_small_model_learns_its_text(one_thread):
@@ -190,13 +196,17 @@ def test_small_model_learns_its_text(one_thread):
 def test_small_model_is_cached(data_home, monkeypatch, one_thread):
     words = TEXT * 5
     first = controls.train_small_model(words, TINY)
-    assert list((data_home / "cache" / "controls").iterdir())
+    key = Cache.key("controls", controls.VERSION, {"config": dataclasses.asdict(TINY), "words": digest(words)})
+    entry = data_home / "cache" / "controls" / key
+    assert (entry / ".complete.json").is_file() and (entry / "model.safetensors").is_file()
+    assert first.revision == f"brainalign-controls-v{controls.VERSION}:{key[:16]}"
 
     def no_training(*args, **kwargs):
         raise AssertionError("a cached model was trained again")
 
     monkeypatch.setattr(controls, "_train", no_training)
     again = controls.train_small_model(words, TINY)
+    assert again.revision == first.revision and controls.training_log(again) == controls.training_log(first)
     for p, q in zip(first.model.state_dict().values(), again.model.state_dict().values()):
         assert torch.equal(p, q)
     with pytest.raises(AssertionError, match="trained again"):

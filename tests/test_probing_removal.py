@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from brainalign import probing, removal
+from brainalign.cache import Cache
 
 
 def _planted(n=1200, d=20, seed=0):
@@ -53,14 +54,29 @@ def test_random_labels_keep_classes_and_sentences_but_not_the_property():
 
 
 def test_residuals_are_fitted_on_training_words_and_cached(tmp_path, monkeypatch):
+    """The residuals are written to the cache's residuals entry of their inputs, and a second call reads them back."""
     monkeypatch.setenv("BRAINALIGN_DATA", str(tmp_path))
     X, y, _ = _planted()
     train = np.arange(len(y)) < 900
     R = removal.residuals("ridge", X, y, train)
     expected = removal.RidgeRemoval().fit(X[train], y[train]).transform(X, y)
     np.testing.assert_allclose(R, expected, rtol=1e-5, atol=1e-5)
-    assert list((tmp_path / "cache" / "residuals").glob("*")) or list(tmp_path.rglob("*.npz"))
-    np.testing.assert_array_equal(removal.residuals("ridge", X, y, train), R)  # from the cache
+    parts = {"method": "ridge", "X": X.astype(np.float32), "labels": y.astype(str), "train": train, "params": {}}
+    key = Cache.key("residuals", removal.VERSION, parts)
+    assert sorted(p.name for p in (tmp_path / "cache" / "residuals").iterdir()) == [f"{key}.npz", f"{key}.sha256"]
+    stored = Cache(tmp_path / "cache").get("residuals", key)
+    assert list(stored) == ["residuals"]
+    np.testing.assert_array_equal(stored["residuals"], R)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the removal was fitted again although its residuals are cached")
+
+    monkeypatch.setattr(removal, "make_remover", refuse)
+    again = removal.residuals("ridge", X, y, train)
+    assert again.dtype == R.dtype
+    np.testing.assert_array_equal(again, R)
+    with pytest.raises(AssertionError, match="fitted again"):  # other training words, other entry
+        removal.residuals("ridge", X, y, np.arange(len(y)) < 800)
 
 
 def test_bad_methods_and_properties_name_the_valid_ones():

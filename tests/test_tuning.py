@@ -164,6 +164,36 @@ def test_adapting_the_last_blocks_only(tmp_path, monkeypatch):
     assert tuner.mean_val_loss_ > 0 and np.isfinite(tuner.epochs_["val_loss"]).all()
 
 
+def test_tuning_learns_a_target_planted_in_the_pretrained_features():
+    """Responses that are a linear function of the pretrained model's pooled last state are learnt: the validation
+    loss falls far below that of predicting the training mean, and the predictions match the planted responses."""
+    rng = np.random.default_rng(0)
+    audio, bounds = {}, {}
+    for r, seconds in (("a", 16), ("b", 8)):
+        t = np.arange(seconds * models.SPEECH_SR) / models.SPEECH_SR
+        audio[r] = (0.1 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(t)) + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+        bounds[r] = tuning.window_bounds(np.arange(2.0, seconds + 0.25, 0.5), 0.5, window=2.0)
+    windows = tuning.TuningData(audio, bounds, {"P0": {r: np.zeros((len(bounds[r][0]), 1), np.float32) for r in audio}})
+    lm = models.load_model("whisper-tiny-en")
+    pooled = {}
+    for r in audio:
+        mel, n_frames = models.whisper_mel(lm, windows.clips(r, np.arange(len(bounds[r][0]))))
+        with torch.no_grad():
+            pooled[r] = models.whisper_encoder_states(lm.model, mel, n_frames)[-1].float().mean(1).numpy()
+    centre = pooled["a"].mean(0)
+    directions = np.linalg.svd(pooled["a"] - centre, full_matrices=False)[2][:2].T  # the two main directions
+    planted = {r: ((pooled[r] - centre) @ directions).astype(np.float32) for r in audio}
+    data = tuning.TuningData(audio, bounds, {"P0": planted})
+    tuner = tuning.BrainTuner("whisper-tiny-en", lora_layers=1, lr=1e-5, head_lr=1e-2, batch_size=4, max_epochs=5, warmup=0.0,
+                              dropout=0.0, weight_decay=0.0, patience=5, cache=False, progress=False, seed=0)
+    tuner.fit(data, ["a"], ["b"])
+    assert tuner.mean_val_loss_ > 0.5
+    assert tuner.epochs_["val_loss"].min() < 0.1 * tuner.mean_val_loss_, tuner.epochs_
+    pred = tuner.predict(data.clips("b", np.arange(len(bounds["b"][0]))), subject="P0")
+    r2 = 1 - ((pred - planted["b"]) ** 2).sum(0) / ((planted["b"] - planted["b"].mean(0)) ** 2).sum(0)
+    assert (r2 > 0.8).all(), r2
+
+
 def test_blocks_run_from_a_frozen_state_give_the_last_state_of_wav2vec2_and_hubert():
     import dataclasses
 
