@@ -63,6 +63,11 @@ def test_report_json_and_ledger(tmp_path):
     assert "| the null is flat | \\|r\\| < 0.02 | 0.05 | **failed** |" in page
     assert "not testable here: the model does not encode depth" in page
     assert "Declared but neither evaluated nor marked in this run: gain" in page
+    old = {**data, "notebook": "01_old", "checks": [{"claim": "x", "expected": "y", "observed": 1, "passed": True}]}
+    del old["missing"]
+    (tmp_path / "01_old.json").write_text(json.dumps(old))  # a run from before the checks were declared
+    page = ledger_markdown(tmp_path)
+    assert "not shown: 01_old; run `make run` again" in page and "## 00_test" in page and "## 01_old" not in page
 
 
 def test_claims_have_verdicts_and_only_validations_fail_a_run(tmp_path):

@@ -381,6 +381,11 @@ def ledger_markdown(run_dir: str | os.PathLike) -> str:
         "",
     ]
     runs = [json.loads(p.read_text()) for p in sorted(Path(run_dir).glob("*.json")) if "." not in p.stem]
+    stale = [r["notebook"] for r in runs if "missing" not in r]  # written before the checks were declared
+    runs = [r for r in runs if "missing" in r]
+    if stale:
+        lines += [f"*Executed before its checks were declared, so not shown: {', '.join(stale)}; run `make run` "
+                  "again.*", ""]
     if not runs:
         return "\n".join(lines + ["*No notebook has been executed yet: run `make run`.*"])
     lines += ["| notebook | data | claims reproduced | not reproduced | not testable here | not evaluated "
