@@ -56,7 +56,11 @@ def test_unknown_values_stop_the_first_cells(tmp_path):
     for name, value, message in [("model", "gpt-5", "unknown model 'gpt-5'"),
                                  ("dataset", "nope", "unknown dataset 'nope'"),
                                  ("layers", [0, 99], "unknown layer 99"),
-                                 ("model", "bert-base-uncased", "needs the Hugging Face hub")]:
+                                 ("model", "bert-base-uncased", "needs the Hugging Face hub"),
+                                 ("delays", [-1], r"delays=-1 is out of range"),
+                                 ("layers", [], r"no layer given"),
+                                 ("subjects", [], r"no subject given"),
+                                 ("n_folds", 1, r"n_folds=1 is out of range")]:
         with pytest.raises(pm.PapermillExecutionError, match=message):
             run_notebook("00_quickstart", "smoke", {name: value}, out_dir=tmp_path, progress=False)
     assert not (tmp_path / "00_quickstart.ipynb").exists()

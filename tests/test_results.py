@@ -10,7 +10,9 @@ from brainalign.results import (
     KINDS,
     Report,
     check_choice,
+    check_items,
     check_parameters,
+    check_range,
     declared,
     failed_validations,
     ledger_markdown,
@@ -23,6 +25,24 @@ def test_check_choice_names_value_and_valid():
     check_choice("model", "a", ["a", "b"])
     with pytest.raises(ValueError, match=r"'c'.*\['a', 'b'\]"):
         check_choice("model", "c", ["a", "b"])
+
+
+def test_check_items_and_check_range_name_the_value_and_what_is_valid():
+    assert check_items("layer", (0, 2), range(3)) == [0, 2]
+    with pytest.raises(ValueError, match=r"no layer given \(an empty list\); valid: \[0, 1, 2\]"):
+        check_items("layer", [], range(3))
+    with pytest.raises(ValueError, match="unknown layer 5"):
+        check_items("layer", [0, 5], range(3))
+    check_range("delays", [0, 1, 4], 0)
+    check_range("alpha", 0.05, 0, 1)
+    with pytest.raises(ValueError, match=r"delays=-1 is out of range; valid: \[0, inf\]"):
+        check_range("delays", [1, -1], 0)
+    with pytest.raises(ValueError, match="delays is an empty list"):
+        check_range("delays", [], 0)
+    with pytest.raises(ValueError, match=r"alpha=1.5 is out of range; valid: \[0, 1\]"):
+        check_range("alpha", 1.5, 0, 1)
+    with pytest.raises(ValueError, match="n_folds='5' is not a number"):
+        check_range("n_folds", "5", 2)
 
 
 def test_check_parameters_catches_injected_typo():

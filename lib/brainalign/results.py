@@ -38,7 +38,7 @@ import numpy as np
 from . import config
 from .cache import atomic_write
 
-__all__ = ["check_parameters", "check_choice", "Report", "ledger_markdown", "peak_memory_mb", "output_folder",
+__all__ = ["check_parameters", "check_choice", "check_items", "check_range", "Report", "ledger_markdown", "peak_memory_mb", "output_folder",
            "failed_validations", "verdict_lines", "declared", "KINDS", "VERDICTS", "LOCAL_RESULTS", "CLAIMS_FILE"]
 
 #: the kinds of check: a validation must pass; a claim is reproduced or not
@@ -125,6 +125,32 @@ def check_choice(name: str, value, valid: Iterable) -> None:
     valid = list(valid)
     if value not in valid:
         raise ValueError(f"unknown {name} {value!r}; valid: {valid}")
+
+
+def check_items(name: str, values: Iterable, valid: Iterable) -> list:
+    """``values`` as a list, after checking that it is not empty and that each item is one of ``valid``."""
+    values, valid = list(values), list(valid)
+    if not values:
+        raise ValueError(f"no {name} given (an empty list); valid: {valid}")
+    for value in values:
+        check_choice(name, value, valid)
+    return values
+
+
+def check_range(name: str, value, low: float | None = None, high: float | None = None) -> None:
+    """Raise a ValueError naming ``value`` and the valid range unless it lies in [low, high].
+
+    A list (e.g. FIR delays) must not be empty, and each of its items must lie in the range.
+    """
+    valid = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not items:
+        raise ValueError(f"{name} is an empty list; give values in {valid}")
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            raise ValueError(f"{name}={item!r} is not a number; valid: {valid}")
+        if (low is not None and item < low) or (high is not None and item > high):
+            raise ValueError(f"{name}={item!r} is out of range; valid: {valid}")
 
 
 _IPYTHON_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
