@@ -79,7 +79,7 @@ def test_report_json_and_ledger(tmp_path):
     assert data["peak_memory_mb"] > 0 and "numpy" in data["versions"]
     (tmp_path / "00_test.split.json").write_text(json.dumps({"train": ["a"], "test": ["b"]}))  # a manifest, not results
     page = ledger_markdown(tmp_path)
-    assert "| [00_test](#00-test) | simulated | 0 | 0 | 1 | 1 | 1 of 2 |" in page
+    assert "| 00_test | simulated | 0 | 0 | 1 | 1 | 1 of 2 |" in page
     assert "| the null is flat | \\|r\\| < 0.02 | 0.05 | **failed** |" in page
     assert "not testable here: the model does not encode depth" in page
     assert "Declared but neither evaluated nor marked in this run: gain" in page
@@ -101,7 +101,7 @@ def test_claims_have_verdicts_and_only_validations_fail_a_run(tmp_path):
     assert data["checks"][1]["verdict"] == "not reproduced" and data["checks"][1]["source"] == "Fig. 2"
     assert failed_validations(data["checks"]) == []
     page = ledger_markdown(tmp_path)
-    assert "| [00_test](#00-test) | simulated | 1 | 1 | 0 | 0 | 1 of 2 |" in page
+    assert "| 00_test | simulated | 1 | 1 | 0 | 0 | 1 of 2 |" in page
     assert "| the paper's effect holds | +50% (Fig. 2) | gain > 0 | -0.01 | not reproduced |" in page
 
 

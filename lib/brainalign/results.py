@@ -380,9 +380,11 @@ def _cell(value) -> str:
 
 
 def _counts(checks: list[Mapping]) -> dict:
-    verdicts = [c["verdict"] for c in checks]
-    return {v: verdicts.count(v) for v in (*VERDICTS["claim"], "passed", "failed")} | {
-        "validations": sum(c["kind"] == "validation" for c in checks)}
+    """How many claims have each verdict, and how many validations passed of how many."""
+    claims = [c["verdict"] for c in checks if c["kind"] == "claim"]
+    validations = [c["verdict"] for c in checks if c["kind"] == "validation"]
+    return {v: claims.count(v) for v in VERDICTS["claim"]} | {"passed": validations.count("passed"),
+                                                               "validations": len(validations)}
 
 
 def ledger_markdown(run_dir: str | os.PathLike) -> str:
@@ -418,10 +420,9 @@ def ledger_markdown(run_dir: str | os.PathLike) -> str:
               "| validations passed |", "|---|---|---|---|---|---|---|"]
     for r in runs:
         n = _counts(r["checks"])
-        claims_not_evaluated = sum(c["kind"] == "claim" and c["verdict"] == "not evaluated" for c in r["checks"])
-        lines.append(f"| [{r['notebook']}](#{r['notebook'].replace('_', '-')}) | "
+        lines.append(f"| {r['notebook']} | "
                      f"{'simulated' if r['simulated'] else 'real'} | {n['reproduced']} | {n['not reproduced']} | "
-                     f"{n['not testable here']} | {claims_not_evaluated} | {n['passed']} of {n['validations']} |")
+                     f"{n['not testable here']} | {n['not evaluated']} | {n['passed']} of {n['validations']} |")
     lines.append("")
     for r in runs:
         data = f"{r['dataset']} ({'simulated' if r['simulated'] else 'real data'})"
