@@ -29,6 +29,43 @@ def test_a_planted_property_is_probed_and_both_removals_bring_the_probe_to_basel
         assert abs(after["balanced"] - after["chance"]) < 0.06, (method, after)
 
 
+def _inlp_with_sklearn(X, labels, alpha=1.0, max_iterations=20, tol=0.01):
+    """INLP's loop written with scikit-learn's RidgeClassifier refitted on the projected features at every step."""
+    from sklearn.linear_model import RidgeClassifier
+    from sklearn.metrics import balanced_accuracy_score
+
+    dev = (np.arange(len(X)) // 50) % 5 == 0
+    Z = (X - X[~dev].mean(0)) / (X[~dev].std(0) + 1e-8)
+    basis, accuracies = np.zeros((X.shape[1], 0)), []
+    for _ in range(max_iterations):
+        Zp = Z - (Z @ basis) @ basis.T
+        clf = RidgeClassifier(alpha=alpha, class_weight="balanced").fit(Zp[~dev], labels[~dev])
+        accuracies.append(balanced_accuracy_score(labels[dev], clf.predict(Zp[dev])))
+        if accuracies[-1] <= 1 / len(np.unique(labels[~dev])) + tol:
+            break
+        W = np.atleast_2d(clf.coef_)
+        W = W - (W @ basis) @ basis.T
+        q, r = np.linalg.qr(W.T)
+        q = q[:, np.abs(np.diag(r)) > 1e-8 * max(1.0, np.abs(r).max())]
+        basis = np.linalg.qr(np.column_stack([basis, q]))[0] if q.size else basis
+    return basis, accuracies
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_inlp_finds_what_refitting_scikit_learn_classifiers_finds(n_classes):
+    """INLP's classifiers come from one Gram matrix; they are scikit-learn's RidgeClassifier, refitted at every step."""
+    X, y, _ = _planted()
+    if n_classes == 2:
+        y = np.where(y == "c", "a", y)
+    basis, accuracies = _inlp_with_sklearn(X, y)
+    inlp = removal.INLP().fit(X, y)
+    np.testing.assert_allclose(inlp.dev_accuracy_, accuracies, atol=1e-12)
+    assert inlp.rank_removed_ == basis.shape[1] >= 1
+    scale = X[(np.arange(len(X)) // 50) % 5 != 0].std(0) + 1e-8
+    np.testing.assert_allclose(inlp.projection_, (np.eye(X.shape[1]) - basis @ basis.T) / scale[:, None] * scale[None, :],
+                               atol=1e-8)
+
+
 def test_ridge_removal_keeps_the_grand_mean_and_inlp_is_a_projection():
     X, y, _ = _planted()
     R = removal.RidgeRemoval().fit(X, y).transform(X, y)
