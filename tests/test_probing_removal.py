@@ -29,6 +29,26 @@ def test_a_planted_property_is_probed_and_both_removals_bring_the_probe_to_basel
         assert abs(after["balanced"] - after["chance"]) < 0.06, (method, after)
 
 
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_the_probe_is_scikit_learns_standardised_ridge_classifier(n_classes):
+    from sklearn.linear_model import RidgeClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from brainalign.encoding import contiguous_folds
+
+    X, y, _ = _planted(seed=1)
+    X[:, 2] += 0.5 * np.sin(np.arange(len(X)) / 7)  # something the probe gets partly right
+    if n_classes == 2:
+        y = np.where(y == "c", "a", y)
+    predicted, _ = probing.probe_predictions(X, y, gap=5, alpha=10.0)
+    expected = np.empty_like(y)
+    for train, test in contiguous_folds(len(y), 5, 5):
+        expected[test] = make_pipeline(StandardScaler(), RidgeClassifier(alpha=10.0)).fit(X[train], y[train]).predict(X[test])
+    assert (predicted == expected).all()
+    assert 0.5 < (predicted == y).mean() < 1  # neither trivial nor perfect
+
+
 def _inlp_with_sklearn(X, labels, alpha=1.0, max_iterations=20, tol=0.01):
     """INLP's loop written with scikit-learn's RidgeClassifier refitted on the projected features at every step."""
     from sklearn.linear_model import RidgeClassifier

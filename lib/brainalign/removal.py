@@ -33,6 +33,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .cache import Cache
+from .probing import GramRidgeClassifier
 
 __all__ = ["METHODS", "RidgeRemoval", "INLP", "random_labels", "residuals", "check_method", "make_remover"]
 
@@ -169,7 +170,7 @@ class INLP(TransformerMixin, BaseEstimator):
         scale = X[fit_].std(0) + 1e-8
         Z = (X - self.mean_) / scale  # whitened coordinates: classifiers see every dimension equally
         self.baseline_ = 1.0 / len(np.unique(labels[fit_]))
-        ridge = _GramRidgeClassifier(Z[fit_], labels[fit_], self.alpha)
+        ridge = GramRidgeClassifier(Z[fit_], labels[fit_], self.alpha, balanced=True)
         basis = np.zeros((d, 0))
         self.dev_accuracy_ = []
         for _ in range(int(self.max_iterations)):
@@ -195,52 +196,6 @@ class INLP(TransformerMixin, BaseEstimator):
 
     def fit_transform(self, X: np.ndarray, labels: np.ndarray) -> np.ndarray:
         return self.fit(X, labels).transform(X)
-
-
-class _GramRidgeClassifier:
-    """scikit-learn's ``RidgeClassifier(alpha, class_weight="balanced")`` on features projected off a subspace.
-
-    INLP fits one classifier per iteration to the same words with a growing
-    subspace ``B`` projected out (``Z (I - B B^T)``). The weighted Gram matrix
-    of the centred features and their products with the targets are computed
-    once; each iteration's fit is then a ``d x d`` solve, with the solution
-    RidgeClassifier gives: targets +-1 (one column for two classes), balanced
-    sample weights, weighted centring for the intercept, Cholesky solve of
-    ``(P G P + alpha I) w = P c`` with ``P = I - B B^T`` (``cho_factor``: on a
-    busy machine many times faster than ``solve(assume_a="pos")``).
-    """
-
-    def __init__(self, Z: np.ndarray, labels: np.ndarray, alpha: float):
-        self.classes_, y = np.unique(labels, return_inverse=True)
-        k = len(self.classes_)
-        weights = len(y) / (k * np.bincount(y))[y]  # class_weight="balanced"
-        T = -np.ones((len(y), k))
-        T[np.arange(len(y)), y] = 1.0
-        T = T[:, 1:] if k == 2 else T  # two classes: one column, +1 for the second
-        self.z_mean_ = weights @ Z / weights.sum()
-        self.t_mean_ = weights @ T / weights.sum()
-        Zc = (Z - self.z_mean_) * np.sqrt(weights)[:, None]
-        self.gram_ = Zc.T @ Zc
-        self.cross_ = Zc.T @ ((T - self.t_mean_) * np.sqrt(weights)[:, None])
-        self.alpha = float(alpha)
-
-    def fit(self, basis: np.ndarray) -> np.ndarray:
-        """The weights (n_classes or 1, n_features) of the classifier of the features projected off ``basis``."""
-        from scipy import linalg
-
-        d = self.gram_.shape[0]
-        P = np.eye(d) - basis @ basis.T
-        A = P @ self.gram_ @ P
-        A[np.diag_indices(d)] += self.alpha
-        self.coef_ = linalg.cho_solve(linalg.cho_factor(A, overwrite_a=True), P @ self.cross_).T
-        return self.coef_
-
-    def predict(self, Z: np.ndarray, basis: np.ndarray) -> np.ndarray:
-        """Classes of rows of ``Z`` projected off ``basis``, by the last :meth:`fit`."""
-        Zp = Z - (Z @ basis) @ basis.T
-        mean = self.z_mean_ - (self.z_mean_ @ basis) @ basis.T
-        scores = (Zp - mean) @ self.coef_.T + self.t_mean_
-        return self.classes_[(scores[:, 0] > 0).astype(int)] if scores.shape[1] == 1 else self.classes_[scores.argmax(1)]
 
 
 def _check(X: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
