@@ -17,11 +17,21 @@ TABLE = encodability.read_table()
 
 
 def test_table_covers_every_default_model_property_and_layer():
+    assert {models.get_spec(m).kind for m in encodability.DEFAULT_MODELS} == set(encodability.KINDS)
     expected = {(m, p, layer) for m in encodability.DEFAULT_MODELS for p in probing.PROPERTIES
                 for layer in range(models.layer_count(m))}
     assert set(zip(TABLE.model, TABLE.property, TABLE.layer)) == expected
     assert len(TABLE) == len(expected)  # no row twice
     assert set(RECORD["models"]) == set(encodability.DEFAULT_MODELS)
+    for name, info in RECORD["models"].items():
+        assert info["kind"] == models.get_spec(name).kind and info["n_hidden"] == models.layer_count(name)
+
+
+def test_every_model_is_probed_on_the_same_classes():
+    # the baseline (training folds' majority class) depends on the labels only: one value per property
+    for prop, rows in TABLE.groupby("property"):
+        assert rows.n_classes.nunique() == 1, prop
+        np.testing.assert_allclose(rows.baseline, rows.baseline.iloc[0], atol=1e-12, err_msg=prop)
 
 
 def test_rows_are_consistent_and_verdicts_follow_the_declared_rule():
@@ -53,6 +63,9 @@ def test_record_says_how_it_was_made():
     assert stim["sha256"] == digest(stim["runs"])
     params = RECORD["parameters"]
     assert params["n_folds"] >= 2 and params["gap"] == params["context"] and params["ci"] == 0.95
+    assert (params["speech_window"], params["speech_voice"], params["speech_rate"]) == \
+        (encodability.SPEECH_WINDOW, encodability.SPEECH_VOICE, encodability.SPEECH_RATE)
+    assert f"{params['speech_window']:g} s window" in RECORD["models"]["whisper-tiny-en"]["reader"]
     assert RECORD["software"]["brainalign"] and RECORD["software"]["parser"]
 
 
@@ -87,6 +100,38 @@ def test_recomputing_reproduces_the_committed_numbers(minilm_features, prop, lay
         assert got[key] == pytest.approx(row[key], abs=0.005), key
 
 
+@pytest.fixture(scope="module")
+def whisper_fingerprint(data_home, one_thread):
+    """Whisper's features of the committed stimuli at the record's fingerprint words, heard again (~15 s)."""
+    fingerprint = RECORD["models"]["whisper-tiny-en"]["fingerprint"]
+    lm = models.load_model("whisper-tiny-en")
+    X = encodability.speech_word_features(lm, RECORD["stimuli"]["runs"], window=RECORD["parameters"]["speech_window"],
+                                          words=fingerprint["words"])
+    return X, fingerprint
+
+
+def test_hearing_again_reproduces_the_features_the_whisper_rows_come_from(whisper_fingerprint):
+    # the full features take one encoder pass per word (minutes); every 100th word, over all runs, is heard again
+    X, fingerprint = whisper_fingerprint
+    committed = np.array(fingerprint["norms"])
+    assert fingerprint["words"] == list(range(0, RECORD["stimuli"]["n_words"], encodability.FINGERPRINT_EVERY))
+    assert committed.shape == (models.layer_count("whisper-tiny-en"), len(fingerprint["words"]))
+    rtol = 1e-3  # another BLAS moves a norm by ~1e-6; words differ by far more, so another word, window or voice fails
+    assert (committed.std(axis=1) > 10 * rtol * committed.mean(axis=1)).all()
+    np.testing.assert_allclose(np.linalg.norm(X, axis=-1), committed, rtol=rtol)
+
+
+def test_a_speech_model_hears_each_word_up_to_its_offset_only(whisper_fingerprint, one_thread):
+    X, fingerprint = whisper_fingerprint
+    lm = models.load_model("whisper-tiny-en")
+    runs = RECORD["stimuli"]["runs"]
+    first = next(iter(runs))
+    longer = {first: runs[first] + ["and", "then", "some", "more", "words."]}  # words after it change nothing
+    np.testing.assert_allclose(encodability.speech_word_features(lm, longer, words=[0]), X[:, :1], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="positions 0.."):
+        encodability.speech_word_features(lm, runs, words=[RECORD["stimuli"]["n_words"]])
+
+
 def test_sentence_shuffled_labels_are_not_encoded(minilm_features):
     X, annotations = minilm_features
     y = probing.property_labels(annotations, ["sentence_length"])["sentence_length"].to_numpy()
@@ -112,10 +157,16 @@ def test_a_planted_property_is_encoded_and_its_shuffle_is_not():
 
 
 @pytest.mark.parametrize("name, says", [("minilm", "unknown model 'minilm'"), ("gemma-3-270m", "never evaluated"),
-                                        ("whisper-tiny-en", "is a speech model")])
+                                        ("efficientnet-lite0", "is a vision model")])
 def test_a_bad_model_name_is_refused_naming_the_valid_ones(name, says):
     with pytest.raises(ValueError, match=says) as err:
         encodability.encodability_table(name)
-    assert "minilm-l6" in str(err.value) and "smollm2-135m-instruct" in str(err.value)
+    assert all(m in str(err.value) for m in encodability.DEFAULT_MODELS)
     with pytest.raises(SystemExit, match=says):
         cli.main(["encodability", "--model", name, "--out", "unused.json"])
+
+
+def test_the_command_names_the_default_models(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["encodability", "--help"])
+    assert f"(default: {' '.join(encodability.DEFAULT_MODELS)})" in " ".join(capsys.readouterr().out.split())

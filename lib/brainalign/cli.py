@@ -209,11 +209,13 @@ def main(argv: list[str] | None = None) -> int:
     colab.add_argument("--check", action="store_true", help="write nothing; exit 1 when a notebook's cell is out of date")
     enc = sub.add_parser("encodability", help="which linguistic properties each default model encodes, per layer",
                          description="probe Study 1's property classes at every layer of each model on text no study "
-                                     "evaluates on (Python's own documentation prose); write the table with its "
-                                     "confidence intervals and verdicts (default: the committed resources/encodability.json; "
-                                     "other models of a file on the same stimuli and parameters are kept)")
+                                     "evaluates on (Python's own documentation prose; a speech model hears it spoken by "
+                                     "espeak-ng, each word from the 16 s of audio ending at it: one pass per word, 12-45 "
+                                     "minutes on a CPU); write the table with its confidence intervals and verdicts "
+                                     "(default: the committed resources/encodability.json; other models of a file on the "
+                                     "same stimuli and parameters are kept)")
     enc.add_argument("--model", nargs="+", dest="models", default=None, metavar="NAME",
-                     help="language models (default: minilm-l6 smollm2-135m-instruct)")
+                     help="language and speech models (default: minilm-l6 smollm2-135m-instruct whisper-tiny-en)")
     enc.add_argument("--out", type=Path, default=None, metavar="PATH", help="where to write the JSON (default: the committed table)")
     from . import sweep
 

@@ -20,9 +20,10 @@ recomputed anywhere.
 Measurement (:func:`probe_gain`): each model reads the text as the studies
 read it (:func:`stimulus_features`: a bidirectional model each word with its
 ``context`` previous words, as notebooks 00 and 01 do; a causal model each
-topic's passage whole, as notebooks 02 and 05 do). The probe and the baseline
-are those of :func:`brainalign.probing.probe_predictions`: a ridge classifier
-on standardised features and the training folds' majority class, over
+topic's passage whole, as notebooks 02 and 05 do; a speech model hears it,
+see below). The probe and the baseline are those of
+:func:`brainalign.probing.probe_predictions`: a ridge classifier on
+standardised features and the training folds' majority class, over
 ``n_folds`` contiguous folds of words with ``context`` words left out of
 training on each side of each test block. The **gain** is held-out accuracy
 minus the baseline's, Study 1's own score (notebook 01, "probe gain over the
@@ -31,6 +32,28 @@ blocks of ``block_words`` words of the per-word gain
 (``correct_probe - correct_baseline``): blocks, not words, because labels
 are shared by every word of a sentence and context windows overlap; the
 interval covers the uncertainty of the test words, not of the fitted probes.
+
+A speech model hears the text as notebook 04 hears its stories
+(:func:`speech_word_features`): each topic's passage is spoken as one audio
+track by the project's speech synthesis (espeak-ng, voice ``en-us`` at 160
+words per minute: :func:`brainalign.stimuli.synthesize_speech`, as the
+simulated cohort's stories are spoken), and a word's feature at each layer is
+the last frame of the window of audio that ends at the word's offset
+(:func:`brainalign.features.speech_window_features`, the windows of notebook
+04's evaluation), **16 s** long (:data:`SPEECH_WINDOW`, notebook 04's
+``eval_window``): the word is heard with up to 16 s (about 40 words) of the
+speech before it and nothing after it (notebook 04's default set approximates
+these windows with consecutive 30 s chunks, ``eval_stride=None``, in which a
+frame also hears what follows it; the table keeps the windows themselves).
+Its classes come from the same parse of
+the same words as the language models', so they are identical, and it is
+probed with the same parameters; since a 16 s window spans more than the
+``context`` words left out of training around a test block, the first
+training words after a block hear the block's end (under their own
+sentences' labels). The synthesis is deterministic (the same text always
+gives the same audio; ~3 s for the selection); the cost is one encoder pass
+per word (whisper-tiny-en: 0.23 s per 16 s window on an idle core, so about
+12 minutes for the selection; 45 minutes on two cores shared with other jobs).
 
 Verdict rule, declared before anything was computed: a property is
 **encoded** by a model when the lower end of its gain's 95% interval is above 0
@@ -57,12 +80,14 @@ from .cache import atomic_write, digest
 from .linguistics import load_parser
 
 __all__ = [
-    "DEFAULT_MODELS", "RESOURCE", "check_model", "stimulus_runs", "stimulus_features", "probe_gain",
+    "DEFAULT_MODELS", "RESOURCE", "check_model", "stimulus_runs", "stimulus_features", "speech_word_features", "probe_gain",
     "encodability_table", "verdicts", "compute_record", "write_record", "load_record", "read_table", "encoded",
 ]
 
-#: the text models the studies evaluate by default (00, 01, 02: MiniLM; 02, 05: SmolLM2); the generator is not one
-DEFAULT_MODELS = ("minilm-l6", "smollm2-135m-instruct")
+#: the models the studies evaluate by default (00, 01, 02: MiniLM; 02, 05: SmolLM2; 04: Whisper); the generator is not one
+DEFAULT_MODELS = ("minilm-l6", "smollm2-135m-instruct", "whisper-tiny-en")
+#: model kinds the table can be computed for: language models read the text, speech models hear it
+KINDS = (*models.TEXT_KINDS, "speech")
 #: the committed table
 RESOURCE = Path(__file__).resolve().parent / "resources" / "encodability.json"
 #: bump when the table's numbers or layout change
@@ -70,6 +95,13 @@ VERSION = 1
 #: words of the stimuli, at most, and of one documentation topic (:func:`stimulus_runs`)
 N_WORDS = 3000
 MAX_TOPIC_WORDS = 300
+#: seconds of audio a speech model hears up to each word's offset (notebook 04's eval_window)
+SPEECH_WINDOW = 16.0
+#: the espeak-ng voice and rate (words per minute) the runs are spoken with, those of the simulated cohort's stories
+SPEECH_VOICE = "en-us"
+SPEECH_RATE = 160
+#: a speech model's record keeps the feature norms of every FINGERPRINT_EVERY-th word (:func:`compute_record`)
+FINGERPRINT_EVERY = 100
 
 #: a sentence is kept only without these: code, quotes of code, markup, numbers, references
 _NOT_PROSE = re.compile(r'["“”()\[\]{}_=*<>|\\`#@%$&+/:;0-9]')
@@ -80,13 +112,14 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
 
 def check_model(name: str) -> models.ModelSpec:
-    """The spec of a language model the table can be computed for.
+    """The spec of a model the table can be computed for.
 
     Parameters
     ----------
     name : str
-        A name of :data:`brainalign.models.MODELS` of kind ``"encoder"`` or
-        ``"causal"``, other than the simulated cohorts' generator.
+        A name of :data:`brainalign.models.MODELS` of kind ``"encoder"``,
+        ``"causal"`` or ``"speech"`` (:data:`KINDS`), other than the simulated
+        cohorts' generator.
 
     Returns
     -------
@@ -99,7 +132,7 @@ def check_model(name: str) -> models.ModelSpec:
     """
     from .simulate import GENERATOR
 
-    valid = [n for n, s in models.MODELS.items() if s.kind in models.TEXT_KINDS and n != GENERATOR]
+    valid = [n for n, s in models.MODELS.items() if s.kind in KINDS and n != GENERATOR]
     hint = f"valid names: {', '.join(valid)} (default: {', '.join(DEFAULT_MODELS)})"
     if name == GENERATOR:
         raise ValueError(f"model {name!r} generated the simulated cohorts' semantic signal (simulate.GENERATOR) "
@@ -107,8 +140,8 @@ def check_model(name: str) -> models.ModelSpec:
     if name not in models.MODELS:
         raise ValueError(f"unknown model {name!r}; {hint}")
     spec = models.MODELS[name]
-    if spec.kind not in models.TEXT_KINDS:
-        raise ValueError(f"model {name!r} is a {spec.kind} model; the probes read language models: {hint}")
+    if spec.kind not in KINDS:
+        raise ValueError(f"model {name!r} is a {spec.kind} model; the probes read language and speech models: {hint}")
     return spec
 
 
@@ -172,24 +205,31 @@ def stimulus_runs(n_words: int = N_WORDS, max_topic_words: int = MAX_TOPIC_WORDS
     return runs
 
 
-def stimulus_features(lm: models.LoadedModel, runs: Mapping[str, Sequence[str]], context: int = 20) -> np.ndarray:
-    """Word features of every run, read as the studies read them, runs concatenated.
+def stimulus_features(lm: models.LoadedModel, runs: Mapping[str, Sequence[str]], context: int = 20,
+                      window: float = SPEECH_WINDOW) -> np.ndarray:
+    """Word features of every run, read (or heard) as the studies read them, runs concatenated.
 
     Parameters
     ----------
     lm : LoadedModel
-        A language model.
+        A language or speech model.
     runs : mapping run -> sequence of str
         Each run's words.
     context : int
         Previous words in each window of a bidirectional model (words); a
         causal model reads each run whole.
+    window : float
+        Seconds of audio a speech model hears up to each word's offset
+        (:func:`speech_word_features`).
 
     Returns
     -------
     array of float32, shape (n_hidden, n_words, dim)
-        All hidden states (0 = embeddings), words of all runs in order.
+        All hidden states (0 = embeddings, or a speech model's input to its
+        first block), words of all runs in order.
     """
+    if lm.spec.kind == "speech":
+        return speech_word_features(lm, runs, window=window)
     if lm.spec.kind == "encoder":
         parts = [features.word_features(lm, list(words), context=context) for words in runs.values()]
     else:
@@ -197,10 +237,82 @@ def stimulus_features(lm: models.LoadedModel, runs: Mapping[str, Sequence[str]],
     return np.concatenate(parts, axis=1)
 
 
-def _reader(spec: models.ModelSpec, context: int) -> str:
+def speech_word_features(lm: models.LoadedModel, runs: Mapping[str, Sequence[str]], window: float = SPEECH_WINDOW,
+                         words: Sequence[int] | None = None) -> np.ndarray:
+    """A speech model's features of the spoken runs: each word at its offset, from the window that ends there.
+
+    Each run is spoken as one track (:func:`brainalign.stimuli.synthesize_speech`,
+    voice :data:`SPEECH_VOICE` at :data:`SPEECH_RATE` words per minute, one
+    token per word) and resampled to 16 kHz; a word's feature at each layer is
+    the last frame of the window ``[max(0, offset - window), offset]``, read
+    alone (:func:`brainalign.features.speech_window_features`, as notebook 04
+    evaluates speech models). A word ending in the first 25 ms is read at 25 ms.
+
+    Parameters
+    ----------
+    lm : LoadedModel
+        A speech model.
+    runs : mapping run -> sequence of str
+        Each run's words.
+    window : float
+        Seconds of audio up to each word's offset.
+    words : sequence of int, optional
+        Positions of the words to read, over all runs in order (default: every
+        word); runs without one are not spoken.
+
+    Returns
+    -------
+    array of float32, shape (n_hidden, n_selected_words, dim)
+        All hidden states (0 = the input to the first block), words in the order of ``words``.
+    """
+    from .stimuli import synthesize_speech
+
+    if lm.spec.kind != "speech":
+        raise ValueError(f"model {lm.spec.name!r} is a {lm.spec.kind} model, not a speech model")
+    sizes = [len(w) for w in runs.values()]
+    wanted = np.arange(sum(sizes)) if words is None else np.asarray(words, dtype=np.int64).reshape(-1)
+    if wanted.size and not (0 <= wanted.min() and wanted.max() < sum(sizes)):
+        raise ValueError(f"words must be positions 0..{sum(sizes) - 1}, got {wanted.min()}..{wanted.max()}")
+    dims = lm.spec.hidden_dims()
+    out = np.zeros((len(dims), len(wanted), dims[0]), dtype=np.float32)
+    n_window = int(round(window * models.SPEECH_SR))
+    first = 0
+    for run_words, size in zip(runs.values(), sizes):
+        mine = np.flatnonzero((wanted >= first) & (wanted < first + size))
+        if mine.size:
+            speech = synthesize_speech(" ".join(run_words), voice=SPEECH_VOICE, rate=SPEECH_RATE)
+            if len(speech.words) != size:
+                raise ValueError(f"a run's {size} words were spoken as {len(speech.words)} tokens; "
+                                 "words must be whitespace-free tokens")
+            audio = models.check_audio(speech.audio, speech.sr)
+            stops = np.maximum(np.round(speech.words["offset"].to_numpy() * models.SPEECH_SR).astype(int), 400)
+            for j in mine:
+                stop = stops[wanted[j] - first]
+                clip = audio[max(0, stop - n_window) : stop]
+                # a stride of the clip's whole length: one window, ending at the clip's (the word's) end
+                states, _ = features.speech_window_features(lm, clip, models.SPEECH_SR, window=window,
+                                                            stride=len(clip) / models.SPEECH_SR)
+                for k, state in enumerate(states):
+                    out[k, j] = state[0]
+        first += size
+    return out
+
+
+def _reader(spec: models.ModelSpec, context: int, window: float) -> str:
     if spec.kind == "encoder":
         return f"each word with its {context} previous words (features.word_features, as notebooks 00 and 01)"
+    if spec.kind == "speech":
+        return (f"each run spoken as one track by espeak-ng ({SPEECH_VOICE}, {SPEECH_RATE} words per minute: "
+                "stimuli.synthesize_speech, as the simulated cohort's stories); each word the last frame of the "
+                f"{window:g} s window of audio ending at its offset (encodability.speech_word_features with "
+                "features.speech_window_features, as notebook 04's evaluation)")
     return "each run whole (features.sequence_word_features, as notebooks 02 and 05)"
+
+
+def _fingerprint(X: np.ndarray, every: int = FINGERPRINT_EVERY) -> dict:
+    """The L2 norm of every ``every``-th word's features at each layer (X: n_hidden x n_words x dim)."""
+    words = np.arange(0, X.shape[1], every)
+    return {"words": words.tolist(), "norms": np.linalg.norm(X[:, words], axis=-1).astype(float).tolist()}
 
 
 # -- probes -----------------------------------------------------------------------------------------
@@ -272,13 +384,14 @@ def encodability_table(
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
+    window: float = SPEECH_WINDOW,
 ) -> pd.DataFrame:
     """Probe gain of each property's classes at each layer of one model.
 
     Parameters
     ----------
     model : str
-        A language model (:func:`check_model`).
+        A language or speech model (:func:`check_model`).
     runs : mapping run -> sequence of str, optional
         The stimuli (default: :func:`stimulus_runs`).
     properties : sequence of str, optional
@@ -294,6 +407,8 @@ def encodability_table(
         As in :func:`brainalign.probing.property_labels`.
     block_words, n_boot, ci, seed
         As in :func:`probe_gain`.
+    window : float
+        Seconds of audio a speech model hears up to each word's offset (:func:`speech_word_features`).
 
     Returns
     -------
@@ -301,6 +416,13 @@ def encodability_table(
     ``layer``, ``accuracy``, ``baseline``, ``gain``, ``ci_low``, ``ci_high``,
     ``balanced``, ``chance``, ``n_classes``.
     """
+    return _measure(model, runs, properties, layers, context, n_folds, alpha, n_bins, n_top_constituents, block_words,
+                    n_boot, ci, seed, window)[0]
+
+
+def _measure(model, runs, properties, layers, context, n_folds, alpha, n_bins, n_top_constituents, block_words, n_boot,
+             ci, seed, window) -> tuple[pd.DataFrame, np.ndarray]:
+    """:func:`encodability_table` and the features it probed."""
     spec = check_model(model)
     props = probing.check_properties(properties)
     n_hidden = spec.n_layers + 1
@@ -311,7 +433,7 @@ def encodability_table(
     runs = stimulus_runs() if runs is None else runs
     annotations = probing.annotate_runs(runs)
     labels = probing.property_labels(annotations, props, n_bins=n_bins, n_top_constituents=n_top_constituents)
-    X = stimulus_features(models.load_model(spec.name), runs, context=context)
+    X = stimulus_features(models.load_model(spec.name), runs, context=context, window=window)
     rows = []
     for layer in layers:
         for prop in props:
@@ -320,7 +442,7 @@ def encodability_table(
             rows.append({"model": spec.name, "property": prop, "layer": layer, **res})
     columns = ["model", "property", "layer", "accuracy", "baseline", "gain", "ci_low", "ci_high", "balanced", "chance",
                "n_classes"]
-    return pd.DataFrame(rows)[columns]
+    return pd.DataFrame(rows)[columns], X
 
 
 def verdicts(table: pd.DataFrame) -> pd.DataFrame:
@@ -370,6 +492,7 @@ def compute_record(
     n_boot: int = 1000,
     ci: float = 0.95,
     seed: int = 0,
+    window: float = SPEECH_WINDOW,
 ) -> dict:
     """The table of every model, with what it takes to reproduce it.
 
@@ -379,15 +502,18 @@ def compute_record(
         Models to probe (default: :data:`DEFAULT_MODELS`).
     runs : mapping run -> sequence of str, optional
         The stimuli (default: :func:`stimulus_runs`).
-    context, n_folds, alpha, n_bins, n_top_constituents, block_words, n_boot, ci, seed
+    context, n_folds, alpha, n_bins, n_top_constituents, block_words, n_boot, ci, seed, window
         As in :func:`encodability_table`.
 
     Returns
     -------
     dict with ``version``, ``stimuli`` (description, counts, sha256 and the
     words of each run), ``parameters``, ``verdict_rule``, ``software``,
-    ``models`` (revision and reader of each), ``rows`` (the table) and
-    ``verdicts``.
+    ``models`` (revision and reader of each; for a speech model also a
+    ``fingerprint``: the ``words`` at every :data:`FINGERPRINT_EVERY`-th
+    position and the L2 ``norms`` of their features, one list per layer, so
+    that the features the rows come from can be checked on a few words
+    without hearing them all), ``rows`` (the table) and ``verdicts``.
     """
     specs = [check_model(name) for name in model_names]
     from_pydoc = runs is None
@@ -396,10 +522,19 @@ def compute_record(
               "n_top_constituents": n_top_constituents, "score": "held-out accuracy - majority-class accuracy (gain)",
               "ci": ci, "ci_method": f"percentile bootstrap over contiguous blocks of {block_words} words of the "
                                      "per-word gain (stats.bootstrap_ci)",
-              "block_words": block_words, "n_boot": n_boot, "seed": seed}
-    table = pd.concat([encodability_table(spec.name, runs, context=context, n_folds=n_folds, alpha=alpha, n_bins=n_bins,
-                                          n_top_constituents=n_top_constituents, block_words=block_words, n_boot=n_boot,
-                                          ci=ci, seed=seed) for spec in specs], ignore_index=True)
+              "block_words": block_words, "n_boot": n_boot, "seed": seed, "speech_window": float(window),
+              "speech_voice": SPEECH_VOICE, "speech_rate": SPEECH_RATE}
+    tables, model_info = [], {}
+    for spec in specs:
+        table, X = _measure(spec.name, runs, None, None, context, n_folds, alpha, n_bins, n_top_constituents,
+                            block_words, n_boot, ci, seed, window)
+        tables.append(table)
+        model_info[spec.name] = {"kind": spec.kind, "revision": models.revision(spec.name), "n_hidden": spec.n_layers + 1,
+                                 "reader": _reader(spec, context, window)}
+        if spec.kind == "speech":
+            model_info[spec.name]["fingerprint"] = _fingerprint(X)
+        del X
+    table = pd.concat(tables, ignore_index=True)
     n_sentences = int(probing.annotate_runs(runs)["sentence"].nunique())
     source = ("plain prose sentences of the Python documentation shipped with the interpreter (pydoc_data.topics): "
               "topics in alphabetical order, code, grammar, tables, headings, quotes of code, numbers and "
@@ -416,8 +551,7 @@ def compute_record(
         "stimuli": stimuli,
         "parameters": params,
         "software": _software(),
-        "models": {spec.name: {"kind": spec.kind, "revision": models.revision(spec.name), "n_hidden": spec.n_layers + 1,
-                               "reader": _reader(spec, context)} for spec in specs},
+        "models": model_info,
         "rows": table.to_dict(orient="records"),
         "verdicts": verdicts(table).to_dict(orient="records"),
     }
