@@ -231,8 +231,9 @@ class GramRidgeClassifier:
     ``d x d`` solve with the solution RidgeClassifier gives: targets +-1 (one
     column for two classes), sample weights (balanced or all 1), weighted
     centring for the intercept, Cholesky solve of ``(P G P + alpha I) w = P c``
-    with ``P = I - B B^T`` (``cho_factor``: on a busy machine many times faster
-    than the ``solve(assume_a="pos")`` scikit-learn calls).
+    with ``P = I - B B^T``, on one thread (at this size, threads only wait for
+    each other: on a busy machine a multi-threaded Cholesky of 384 x 384 took
+    50 times longer than a single-threaded one).
 
     Parameters
     ----------
@@ -262,13 +263,15 @@ class GramRidgeClassifier:
     def fit(self, basis: np.ndarray | None = None) -> np.ndarray:
         """The weights (n_classes or 1, n_features) of the classifier of the features projected off ``basis`` (None: none)."""
         from scipy import linalg
+        from threadpoolctl import threadpool_limits
 
         d = self.gram_.shape[0]
         basis = np.zeros((d, 0)) if basis is None else basis
-        P = np.eye(d) - basis @ basis.T
-        A = P @ self.gram_ @ P
-        A[np.diag_indices(d)] += self.alpha
-        self.coef_ = linalg.cho_solve(linalg.cho_factor(A, overwrite_a=True), P @ self.cross_).T
+        with threadpool_limits(1):  # d x d work: threads only wait for each other, most of all on a busy machine
+            P = np.eye(d) - basis @ basis.T
+            A = P @ self.gram_ @ P
+            A[np.diag_indices(d)] += self.alpha
+            self.coef_ = linalg.cho_solve(linalg.cho_factor(A, overwrite_a=True), P @ self.cross_).T
         return self.coef_
 
     def predict(self, Z: np.ndarray, basis: np.ndarray | None = None) -> np.ndarray:
