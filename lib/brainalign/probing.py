@@ -272,11 +272,12 @@ class GramRidgeClassifier:
             A = P @ self.gram_ @ P
             A[np.diag_indices(d)] += self.alpha
             self.coef_ = linalg.cho_solve(linalg.cho_factor(A, overwrite_a=True), P @ self.cross_).T
+        self.basis_ = basis
         return self.coef_
 
-    def predict(self, Z: np.ndarray, basis: np.ndarray | None = None) -> np.ndarray:
-        """Classes of rows of ``Z`` projected off ``basis`` (the one of the last :meth:`fit`), by the last :meth:`fit`."""
-        basis = np.zeros((Z.shape[1], 0)) if basis is None else basis
+    def predict(self, Z: np.ndarray) -> np.ndarray:
+        """Classes of rows of ``Z``, projected off the basis of the last :meth:`fit`, by that fit's classifier."""
+        basis = self.basis_
         Zp = Z - (Z @ basis) @ basis.T
         mean = self.z_mean_ - (self.z_mean_ @ basis) @ basis.T
         scores = (Zp - mean) @ self.coef_.T + self.t_mean_

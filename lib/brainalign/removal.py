@@ -175,7 +175,7 @@ class INLP(TransformerMixin, BaseEstimator):
         self.dev_accuracy_ = []
         for _ in range(int(self.max_iterations)):
             W = ridge.fit(basis)  # the classifier of the features projected off ``basis``
-            acc = float(balanced_accuracy_score(labels[dev], ridge.predict(Z[dev], basis)))
+            acc = float(balanced_accuracy_score(labels[dev], ridge.predict(Z[dev])))
             self.dev_accuracy_.append(acc)
             if acc <= self.baseline_ + self.tol:
                 break

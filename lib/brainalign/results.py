@@ -362,12 +362,10 @@ def failed_validations(checks: Iterable[Mapping]) -> list[str]:
 def verdict_lines(summary: dict) -> list[str]:
     """A results json in a few lines: claims by verdict, validations passed, then each claim's verdict and each failure."""
     checks = summary["checks"]
-    claims = [c for c in checks if c["kind"] == "claim"]
-    validations = [c for c in checks if c["kind"] == "validation"]
-    counts = {v: sum(c["verdict"] == v for c in claims) for v in ("reproduced", "not reproduced", "not testable here")}
-    lines = ["claims: " + ", ".join(f"{n} {v}" for v, n in counts.items())
-             + f"; validations: {sum(c['verdict'] == 'passed' for c in validations)} of {len(validations)} passed"]
-    lines += [f"  {c['verdict']}: {c['claim']}" for c in claims]
+    n = _counts(checks)
+    lines = ["claims: " + ", ".join(f"{n[v]} {v}" for v in ("reproduced", "not reproduced", "not testable here"))
+             + f"; validations: {n['passed']} of {n['validations']} passed"]
+    lines += [f"  {c['verdict']}: {c['claim']}" for c in checks if c["kind"] == "claim"]
     lines += [f"  FAILED VALIDATION: {claim}" for claim in failed_validations(checks)]
     lines += [f"  DECLARED BUT NOT EVALUATED: {item}" for item in summary.get("missing", [])]
     return lines
