@@ -100,6 +100,8 @@ def test_hrf_word_weights_of_words_on_the_tr_grid_are_the_hrf():
     # a word spoken before the first TR still reaches it through the HRF
     early = A.hrf_word_weights(np.array([-4.0]), tr_times, tr)
     np.testing.assert_allclose(early[:3, 0], h[2:5], atol=1e-12)
+    late = A.hrf_word_weights(word_times, tr_times, tr, peak=6.5)  # a participant's slower HRF
+    np.testing.assert_allclose(late[5 : 5 + len(h), 0], hrf(tr, peak=6.5), atol=1e-12)
 
 
 def test_gather_windows_and_layer_groups():
@@ -352,3 +354,16 @@ def test_bad_input_gets_clear_errors(story):
     with pytest.raises(ValueError, match="reads .* word\\(s\\) before its window"):
         short.attribute([12])
     assert _attributor(story, context=5, fallback={1: story["feats"][0], 2: story["feats"][1]}).eligible.size > 0
+
+
+def test_planted_share():
+    """The share of |attribution| on the fewest words carrying half the planted drive; errors on bad input."""
+    drive = np.array([[0.0, 4.0, 1.0, 3.0, 2.0], [1.0, 1.0, 1.0, 1.0, 0.0]])
+    att = np.array([[1.0, -2.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
+    got = A.planted_share(att, drive)  # row 0: words 1 and 3 carry 7 of 10; row 1: no attribution
+    assert got[0] == pytest.approx(3 / 4) and np.isnan(got[1])
+    assert A.planted_share(np.ones((1, 5)), drive[:1])[0] == pytest.approx(2 / 5)  # uniform: the set's size
+    with pytest.raises(ValueError, match="one 2-D shape"):
+        A.planted_share(att[0], drive[0])
+    with pytest.raises(ValueError, match="non-negative"):
+        A.planted_share(att, -drive)

@@ -171,3 +171,30 @@ def test_a_source_planted_at_lag_k_is_found_at_fir_delay_k(dataset, lag):
     enc.fit(delayed[inside], np.concatenate(Y)[inside], runs=runs[inside])
     weights = np.abs(enc.coef_[:, 0]) / np.abs(enc.coef_[:, 0]).sum()
     assert weights[lag - 1] > 0.9 and np.delete(weights, lag - 1).max() < 0.05, weights
+
+
+def test_word_drive_is_each_words_planted_pattern():
+    """A word's drive of a ROI is the root mean square, over the ROI's voxels, of its sources times the weights
+    in response units; a ROI without planted signal (no HRF) and a source that is not a word's add nothing."""
+    from brainalign.simulate import _word_drive
+
+    participant = dict(weights=np.array([[1.0, 0.0, 2.0], [0.0, 3.0, 0.0], [5.0, 5.0, 5.0]]), rois=np.array([0, 0, 1]),
+                       hrf_peak={"A": 5.0})
+    words = {"a": np.array([[1.0], [2.0]]), "c": np.array([[0.0], [1.0]])}  # "b" (like the envelope) is no word's
+    got = _word_drive(participant, words, {"a": 1, "b": 1, "c": 1}, ["A", "B", "other"], scale=np.array([1.0, 0.5, 1.0]))
+    np.testing.assert_allclose(got[0], [np.sqrt((1 + 0) / 2), np.sqrt((7**2 + 2.5**2) / 2)])
+    assert (got[1:] == 0).all()
+
+
+def test_ground_truth_word_drive(cohort):
+    truth = cohort.ground_truth()
+    names = list(truth["roi_names"])
+    for run in cohort.runs[:2]:
+        drive = truth[f"word_drive/{run}"]
+        assert drive.shape == (len(cohort.subjects), len(names), len(cohort.words(run)))
+        for roi in ("visual", "motor", "other"):
+            assert (drive[:, names.index(roi)] == 0).all(), roi
+        for roi in ROI_SOURCES:
+            d = drive[:, names.index(roi)]
+            assert (d > 0).all() and d.std(1).min() > 0, roi  # every word drives it, some more than others
+            assert np.corrcoef(d[0], d[1])[0, 1] < 0.999, roi  # participants' weights differ

@@ -54,7 +54,7 @@ from .models import LoadedModel
 __all__ = [
     "BASELINES", "BrainAttribution", "CONTENT_POS", "METHODS", "NWP_READOUTS", "RidgeMap", "THRESHOLDS", "WordAttributions",
     "centre_of_mass", "distance_profile", "gather_windows", "gradient_x_input", "hrf_word_weights",
-    "important_set", "integrated_gradients", "iou", "iou_curve", "layer_group", "random_iou", "random_iou_curve",
+    "important_set", "integrated_gradients", "iou", "iou_curve", "layer_group", "planted_share", "random_iou", "random_iou_curve",
     "set_sizes", "spread_auc", "word_classes",
 ]
 
@@ -243,7 +243,7 @@ def distance_profile(attribution: np.ndarray) -> np.ndarray:
     return (a[keep] / total[keep]).mean(0)[::-1]
 
 
-def hrf_word_weights(word_times: np.ndarray, times: np.ndarray, tr: float, window: int = 3) -> np.ndarray:
+def hrf_word_weights(word_times: np.ndarray, times: np.ndarray, tr: float, window: int = 3, peak: float = 5.0) -> np.ndarray:
     """Weight of every word in the response of every TR, for word-locked sources seen through the HRF.
 
     A source with value ``v_j`` at word ``j`` is resampled to the volumes' sampling times with the Lanczos filter
@@ -263,6 +263,9 @@ def hrf_word_weights(word_times: np.ndarray, times: np.ndarray, tr: float, windo
         Repetition time (s).
     window : int, default=3
         Lobes of the Lanczos kernel.
+    peak : float, default=5.0
+        The HRF's time to peak (s; the simulated cohort draws one per participant and ROI,
+        ``ground_truth()["hrf_peak"]``).
 
     Returns
     -------
@@ -278,7 +281,43 @@ def hrf_word_weights(word_times: np.ndarray, times: np.ndarray, tr: float, windo
     n_pre = len(hrf(tr)) - 1  # volumes before the first one whose words still reach it through the HRF
     grid = np.concatenate([times[0] - tr * np.arange(n_pre, 0, -1), times])
     kernel = lanczos_resample(np.eye(len(word_times)), word_times, grid, window=window)
-    return convolve_hrf(kernel, tr)[n_pre:]
+    return convolve_hrf(kernel, tr, peak=peak)[n_pre:]
+
+
+def planted_share(attributions: np.ndarray, drive: np.ndarray, threshold: float = 50) -> np.ndarray:
+    """Share of each window's |attribution| that falls on its planted words.
+
+    The planted words of a window are its important set (:func:`important_set`)
+    under the planted drive: the fewest words carrying ``threshold`` % of it. In
+    the simulated cohort the drive of word ``j`` at TR ``t`` is
+    ``|W[t, j]| * d_j``: its weight through the Lanczos filter and the HRF
+    (:func:`hrf_word_weights`, at the participant's HRF peak) times how strongly
+    its sources move the region's voxels (``ground_truth()["word_drive/<run>"]``).
+
+    Parameters
+    ----------
+    attributions : array of shape (n_windows, n_words)
+    drive : array of shape (n_windows, n_words)
+        Non-negative planted drive of each word of each window.
+    threshold : float, default=50
+        Percentage of the drive the planted set carries.
+
+    Returns
+    -------
+    share : array of shape (n_windows,)
+        ``sum over planted words |a_j| / sum |a_j|`` (1: every attribution on
+        the planted words; a uniform attribution gets the set's size over the window's).
+    """
+    attributions, drive = np.asarray(attributions, dtype=np.float64), np.asarray(drive, dtype=np.float64)
+    if attributions.ndim != 2 or attributions.shape != drive.shape:
+        raise ValueError(f"attributions {attributions.shape} and drive {drive.shape} must be one 2-D shape")
+    if (drive < 0).any() or not np.isfinite(drive).all():
+        raise ValueError("the planted drive must be finite and non-negative")
+    out = np.full(len(attributions), np.nan)
+    for i, (a, d) in enumerate(zip(np.abs(attributions), drive)):
+        if a.sum() > 0 and d.sum() > 0:
+            out[i] = a[important_set(d, threshold)].sum() / a.sum()
+    return out
 
 
 def gather_windows(values: np.ndarray, first: np.ndarray, width: int) -> np.ndarray:

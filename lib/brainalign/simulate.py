@@ -45,7 +45,10 @@ volume: ``Simulated.sample_at``, through ``stimuli.sample_times``), the same
 instants at which the analysis samples features (``Dataset.sample_times``), so
 a response planted at a lag of ``k`` volumes is found at FIR delay ``k``. The
 ground truth keeps every source before (``stimulus_sources/<run>``) and after
-(``sources/<run>``, through the canonical HRF) the HRF.
+(``sources/<run>``, through the canonical HRF) the HRF, and how strongly each
+word drives each ROI of each participant (``word_drive/<run>``, shape
+(n_subjects, n_rois, n_words); zero in the noise-only ROIs): the truth against
+which Study 5's word attributions are checked.
 
 The cohort is written in the OpenNeuro ds003020 layout (see
 ``brainalign.datasets.DS003020``), with the space, ROIs, split and ground truth
@@ -112,8 +115,9 @@ __all__ = ["generate", "cohort_root", "ROI_GROUPS", "ROI_SOURCES", "EV_MEDIAN", 
 log = logging.getLogger(__name__)
 
 #: bump when the generator's output changes (2: sources sampled at the volumes' centres, ``Simulated.sample_at``;
-#: 3: twelve participants with individual weights, ROI extents, HRFs and SNR; syntax planted by the generator's own route)
-COHORT_VERSION = 3
+#: 3: twelve participants with individual weights, ROI extents, HRFs and SNR; syntax planted by the generator's own route;
+#: 4: the same responses, and each word's planted drive of every ROI in the ground truth, ``word_drive/<run>``)
+COHORT_VERSION = 4
 STORIES = Path(__file__).resolve().parent / "resources" / "stimuli" / "mobydick"
 GENERATOR = "gemma-3-270m"
 GENERATOR_LAYER = 9
@@ -255,8 +259,14 @@ def planted_syntax(words: list[str]) -> dict[str, np.ndarray]:
     return {"sentence_length": np.log(length), "clause_depth": depth}
 
 
-def _sources(speech: dict, seed: int) -> dict[str, dict[str, np.ndarray]]:
-    """Every source on every story's stimulus grid, z-scored across stories: story -> name -> (n_grid, dims)."""
+def _sources(speech: dict, seed: int) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]]]:
+    """Every source on every story's stimulus grid, z-scored across stories, and its values per word.
+
+    Returns ``grid, words``: story -> name -> (n_grid, dims), and story -> name
+    -> (n_words, dims) for the word-locked sources (all but the envelope),
+    divided by the grid's standard deviation, so that word ``j`` adds
+    ``lanczos(t - t_j) * words[name][j]`` to the z-scored source at time ``t``.
+    """
     from .stimuli import audio_envelope, word_times
 
     stories = list(speech)
@@ -277,6 +287,7 @@ def _sources(speech: dict, seed: int) -> dict[str, dict[str, np.ndarray]]:
     pcs = vt[:N_SEMANTIC].T
 
     out: dict[str, dict[str, np.ndarray]] = {}
+    per_word: dict[str, dict[str, np.ndarray]] = {}
     for s in stories:
         sp = speech[s]
         _, grid = _story_grid(len(sp.audio) / sp.sr)
@@ -290,20 +301,23 @@ def _sources(speech: dict, seed: int) -> dict[str, dict[str, np.ndarray]]:
         syntax = planted_syntax(words[s])
         fine = np.arange(0.0, len(sp.audio) / sp.sr, 0.1)
         env = audio_envelope(sp.audio, sp.sr, fine, window=0.1)
-        out[s] = {
-            "envelope": _lanczos(env[:, None], fine, grid) / 20.0,
-            "word_rate": _lanczos(np.ones((len(w), 1)), mid, grid),
-            "lexical": _lanczos(lexical, mid, grid),
-            "clause_depth": _lanczos(syntax["clause_depth"][:, None], mid, grid),
-            "sentence_length": _lanczos(syntax["sentence_length"][:, None], mid, grid),
-            "semantic": _lanczos((semantic[s] - mean) @ pcs, mid, grid),
+        per_word[s] = {
+            "word_rate": np.ones((len(w), 1)),
+            "lexical": lexical,
+            "clause_depth": syntax["clause_depth"][:, None],
+            "sentence_length": syntax["sentence_length"][:, None],
+            "semantic": (semantic[s] - mean) @ pcs,
         }
+        out[s] = {"envelope": _lanczos(env[:, None], fine, grid) / 20.0}
+        out[s].update({name: _lanczos(values, mid, grid) for name, values in per_word[s].items()})
     for name in SOURCES:  # z-score each source over all stories
         cat = np.concatenate([out[s][name] for s in stories])
         mu, sd = cat.mean(0), cat.std(0) + 1e-8
         for s in stories:
             out[s][name] = ((out[s][name] - mu) / sd).astype(np.float32)
-    return out
+            if name in per_word[s]:
+                per_word[s][name] = per_word[s][name] / sd
+    return out, per_word
 
 
 # -- space ----------------------------------------------------------------------
@@ -469,6 +483,29 @@ def _signal(participant: dict, stimulus: np.ndarray, roi_names: list[str], tr: f
     return out
 
 
+def _word_drive(participant: dict, word_values: dict[str, np.ndarray], dims: dict, roi_names: list[str],
+                scale: np.ndarray) -> np.ndarray:
+    """How strongly each word drives each ROI of one participant: shape (n_rois, n_words), zero where nothing is planted.
+
+    Word ``j`` adds ``K[t, j] * p_j`` to the ROI's response at volume ``t``, where
+    ``K`` is the Lanczos filter seen through the ROI's HRF and ``p_j`` (over the
+    ROI's voxels) is the word's sources times the voxel weights, in response
+    units (``scale``: each voxel's factor from signal to response). The drive is
+    the root mean square of ``p_j`` over the participant's voxels of the ROI.
+    ``word_values`` holds the word-locked sources (:func:`_sources`); a source
+    missing there (the envelope) is not a word's.
+    """
+    n_words = len(next(iter(word_values.values())))
+    x = np.concatenate([word_values.get(n, np.zeros((n_words, d))) for n, d in dims.items()], axis=1)
+    pattern = (x @ participant["weights"]) * scale
+    out = np.zeros((len(roi_names), n_words), np.float32)
+    for i, roi in enumerate(roi_names):
+        cols = participant["rois"] == i
+        if roi in participant["hrf_peak"] and cols.any():
+            out[i] = np.sqrt((pattern[:, cols] ** 2).mean(1))
+    return out
+
+
 def _hrf(x: np.ndarray, tr: float = TR) -> np.ndarray:
     from .stimuli import convolve_hrf
 
@@ -531,7 +568,7 @@ def _write_cohort(root: Path, seed: int) -> None:
 
     log.info("synthesising %d stories", len(stories))
     speech = _speak(stories)
-    sources = _sources(speech, seed)
+    sources, word_values = _sources(speech, seed)
     respdict = {}
     for s in stories:
         sp = speech[s]
@@ -547,6 +584,7 @@ def _write_cohort(root: Path, seed: int) -> None:
     loadings = config.rng(seed, "noise-loadings").standard_normal((5, len(vertices)))
     keep = slice(10, -5)  # the ds003020 trimming: rows [10:-5] of the stimulus grid
     stimulus = {s: np.concatenate([sources[s][n] for n in SOURCES], axis=1) for s in stories}
+    drive = {s: np.zeros((len(subjects), len(roi_names), len(word_values[s]["word_rate"])), np.float32) for s in stories}
     for k, subject in enumerate(subjects):
         (deriv / "preprocessed_data" / subject).mkdir(exist_ok=True)
         for s in stories:
@@ -555,8 +593,11 @@ def _write_cohort(root: Path, seed: int) -> None:
                               loadings, TR)
             with h5py.File(deriv / "preprocessed_data" / subject / f"{s}.hf5", "w") as f:
                 f.create_dataset("data", data=data if s == test else data[0])
+            scale = np.sqrt(participants[k]["ev"]) / (signal.std(0) + 1e-8)  # as _responses scales the signal
+            drive[s][k] = _word_drive(participants[k], word_values[s], dims, roi_names, scale)
     truth: dict[str, np.ndarray] = {}
     for s in stories:
+        truth[f"word_drive/{s}"] = drive[s]
         truth[f"sources/{s}"] = _hrf(stimulus[s])[keep]
         truth[f"stimulus_sources/{s}"] = stimulus[s][keep]
     _write_truth_and_space(deriv / "brainalign", truth, SOURCES, dims, participants, ROI_SOURCES, roi_names, vertices,
