@@ -164,6 +164,19 @@ def test_adapting_the_last_blocks_only(tmp_path, monkeypatch):
     assert tuner.mean_val_loss_ > 0 and np.isfinite(tuner.epochs_["val_loss"]).all()
 
 
+@pytest.mark.parametrize("strategy", ["in_turn", "mean_loss"])
+def test_micro_batches_take_the_batchs_step(tmp_path, monkeypatch, strategy):
+    """Gradients summed over micro-batches give the step of the whole batch (no dropout: the same computation)."""
+    data = _data()
+    fitted = [_tuner(tmp_path, monkeypatch, max_epochs=1, lora_layers=1, batch_size=4, micro_batch=m, dropout=0.0, cache=False,
+                     strategy=strategy).fit(data, ["a"], ["b"]) for m in (1, 4)]
+    one, whole = (t.net_.trainable() for t in fitted)
+    assert fitted[0].history_["loss"].to_numpy() == pytest.approx(fitted[1].history_["loss"].to_numpy(), rel=1e-4)
+    for name in whole:
+        torch.testing.assert_close(one[name], whole[name], rtol=1e-4, atol=1e-6)
+    assert any((whole[n] != 0).any() for n in whole if "lora_B" in n)  # a step was taken
+
+
 def test_tuning_learns_a_target_planted_in_the_pretrained_features():
     """Responses that are a linear function of the pretrained model's pooled last state are learnt: the validation
     loss falls far below that of predicting the training mean, and the predictions match the planted responses."""

@@ -59,8 +59,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: bump when a tuning run's numbers change for the same parameters
-TUNING_VERSION = 2
+#: bump when a tuning run's numbers change for the same parameters (3: the frozen prefix through float16, micro-batches)
+TUNING_VERSION = 3
 #: the modules that get LoRA adapters (attention projections of Whisper, wav2vec2 and HuBERT)
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 #: how the participants' losses are combined
@@ -398,12 +398,16 @@ class BrainTuner:
         cheaper (a scaled-down run on a CPU).
     train_fraction : float, default=1.0
         Fraction of the training TRs used per epoch (every k-th TR; 1: all).
+    micro_batch : int, default=8
+        Windows per forward and backward pass: a batch's gradients are summed
+        over its micro-batches, so memory grows with ``micro_batch``, not
+        ``batch_size`` (the step is that of the whole batch).
     checkpoint_every : int, default=20
         Batches between checkpoints (and one after every epoch).
     keep_prefix_gb : float, default=4.0
-        Keep the frozen blocks' output of every window in memory when it needs
-        at most this many GB (else it is recomputed for every batch; the
-        result is the same).
+        Keep the frozen blocks' output of every window in memory (in float16,
+        half the size) when it needs at most this many GB (else it is
+        recomputed for every batch; the result is the same).
     seed : int, default=0
     device : str, default="cpu"
     cache : bool, default=True
@@ -439,7 +443,8 @@ class BrainTuner:
     def __init__(self, model: str = "whisper-tiny-en", rank: int = 8, alpha: float = 32, dropout: float = 0.1, lr: float = 1e-4,
                  head_lr: float | None = None, weight_decay: float = 0.01, batch_size: int = 8, max_epochs: int = 30,
                  warmup: float = 0.1, patience: int = 3, strategy: str = "in_turn", lora_layers: int | None = None,
-                 train_fraction: float = 1.0, checkpoint_every: int = 20, keep_prefix_gb: float = 4.0, seed: int = 0,
+                 train_fraction: float = 1.0, micro_batch: int = 8, checkpoint_every: int = 20, keep_prefix_gb: float = 4.0,
+                 seed: int = 0,
                  device: str = "cpu", cache: bool = True, cache_dir: str | Path | None = None, progress: bool = True) -> None:
         self.model = model
         self.rank = rank
@@ -455,6 +460,7 @@ class BrainTuner:
         self.strategy = strategy
         self.lora_layers = lora_layers
         self.train_fraction = train_fraction
+        self.micro_batch = micro_batch
         self.checkpoint_every = checkpoint_every
         self.keep_prefix_gb = keep_prefix_gb
         self.seed = seed
@@ -465,7 +471,7 @@ class BrainTuner:
 
     # -- parameters ---------------------------------------------------------
     _KEY_PARAMS = ("rank", "alpha", "dropout", "lr", "head_lr", "weight_decay", "batch_size", "max_epochs", "warmup",
-                   "patience", "strategy", "lora_layers", "train_fraction", "seed")
+                   "patience", "strategy", "lora_layers", "train_fraction", "micro_batch", "seed")
 
     def get_params(self, deep: bool = True) -> dict:
         names = ("model", *self._KEY_PARAMS, "checkpoint_every", "keep_prefix_gb", "device", "cache", "cache_dir", "progress")
@@ -481,7 +487,7 @@ class BrainTuner:
         if self.lora_layers is not None and not 1 <= int(self.lora_layers) <= spec.n_layers:
             raise ValueError(f"lora_layers={self.lora_layers!r}: {spec.name} has {spec.n_layers} blocks; "
                              f"give 1..{spec.n_layers} or None (all)")
-        for name in ("batch_size", "max_epochs", "patience", "checkpoint_every"):
+        for name in ("batch_size", "micro_batch", "max_epochs", "patience", "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if not 0 <= float(self.warmup) < 1:
@@ -550,18 +556,18 @@ class BrainTuner:
         return torch.from_numpy(((y - self.y_mean_[s]) / self.y_scale_[s]).astype(np.float32)).to(self.device)
 
     def _prefix(self, data: TuningData, batch: list[tuple[str, int]]) -> torch.Tensor:
-        """The frozen blocks' output for a batch of windows (kept in memory when it fits)."""
+        """The frozen blocks' output for a batch of windows, through float16 (kept in memory when it fits)."""
         missing = [key for key in batch if key not in self._prefixes]
         if missing:  # in chunks of 8 windows: the frozen blocks' transient memory stays small
-            states = torch.cat([self.net_.prefix([data.clips(r, np.array([i]))[0] for r, i in missing[k : k + 8]])
+            states = torch.cat([self.net_.prefix([data.clips(r, np.array([i]))[0] for r, i in missing[k : k + 8]]).half()
                                 for k in range(0, len(missing), 8)])
             if self._keep is None:  # decide once, from the size of one window's state
                 n_windows = sum(len(data.bounds[r][0]) for r in self.train_runs_ + self.val_runs_)
                 self._keep = states[0].numel() * states.element_size() * n_windows <= float(self.keep_prefix_gb) * 1e9
             if not self._keep:
-                return states
+                return states.float()
             self._prefixes.update(zip(missing, states))
-        return torch.stack([self._prefixes[key] for key in batch])
+        return torch.stack([self._prefixes[key] for key in batch]).float()
 
     def _val_loss(self, data: TuningData, mean_only: bool = False) -> float:
         """Validation MSE (z-scored responses, mean over participants); ``mean_only``: of the training mean (zeros)."""
@@ -591,23 +597,26 @@ class BrainTuner:
             atomic_write(self._dir / name, lambda tmp: torch.save(obj, tmp))
 
     def _train_batch(self, data: TuningData, batch: list[tuple[str, int]], opt, sched) -> list[tuple[str, float, float]]:
-        """One stimulus batch: per participant in turn (one step each) or one step on the mean loss."""
+        """One stimulus batch: per participant in turn (one step each) or one step on the mean loss.
+
+        Each step's loss is the batch's mean squared error, its gradient summed over micro-batches.
+        """
         prefix, out = self._prefix(data, batch), []  # one stimulus batch, shared by the participants
-        if self.strategy == "in_turn":
-            for s in self.subjects_:
-                loss = torch.nn.functional.mse_loss(self.net_(prefix), self._targets(data, s, batch))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                out.append((s, float(loss.detach()), sched.get_last_lr()[0]))
-                sched.step()
-        else:
-            pred = self.net_(prefix)
-            loss = torch.stack([torch.nn.functional.mse_loss(pred, self._targets(data, s, batch)) for s in self.subjects_]).mean()
+        size = int(self.micro_batch)
+        parts = [slice(k, k + size) for k in range(0, len(batch), size)]
+        steps = [(s, [s]) for s in self.subjects_] if self.strategy == "in_turn" else [("mean", self.subjects_)]
+        for label, subjects in steps:
+            targets = {s: self._targets(data, s, batch) for s in subjects}
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            total = 0.0
+            for part in parts:
+                pred = self.net_(prefix[part])
+                loss = torch.stack([torch.nn.functional.mse_loss(pred, targets[s][part]) for s in subjects]).mean()
+                loss = loss * (len(pred) / len(batch))  # the batch's mean, summed over its micro-batches
+                loss.backward()
+                total += float(loss.detach())
             opt.step()
-            out.append(("mean", float(loss.detach()), sched.get_last_lr()[0]))
+            out.append((label, total, sched.get_last_lr()[0]))
             sched.step()
         return out
 
