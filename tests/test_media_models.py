@@ -170,6 +170,31 @@ def test_planted_burst_changes_the_right_trs(whisper, speech):
         assert change.max() > 0.5, change
 
 
+def test_windows_ending_at_the_volumes_are_strictly_causal(whisper, speech):
+    """stride="volumes": each volume's feature is the last frame of the window ending at its sampling time, so a
+    burst at 6.2 s leaves every volume sampled before it exactly alone and changes the next one; a volume after the
+    sound reads silence."""
+    audio = np.tile(models.check_audio(speech.audio, speech.sr), 3)[: SR * 10]
+    burst = audio.copy()
+    burst[int(6.2 * SR) : int(7.2 * SR)] += 0.5 * np.random.default_rng(0).standard_normal(SR).astype(np.float32)
+    trs = np.arange(1.0, 12.0, 1.0)  # the last one, 11 s, after the sound's end
+    kwargs = {"window": 4.0, "stride": "volumes", "layers": [2, 4], "cache": False}
+    plain = features.speech_tr_features(whisper, audio, SR, trs, **kwargs)
+    loud = features.speech_tr_features(whisper, burst, SR, trs, **kwargs)
+    direct, ends = features.speech_window_features(whisper, audio, SR, window=4.0, layers=[2, 4], ends=trs)
+    np.testing.assert_array_equal(ends, trs)
+    for a, b, d in zip(plain, loud, direct):
+        np.testing.assert_allclose(a, d, rtol=1e-5, atol=1e-5)
+        change = np.linalg.norm(b - a, axis=1)
+        assert change[trs <= 6.0].max() == 0, change
+        assert change[trs == 7.0][0] > 1e-3 * np.linalg.norm(a[trs == 7.0])
+    padded = np.concatenate([audio, np.zeros(SR * 2, np.float32)])
+    late = features.speech_window_features(whisper, padded, SR, window=4.0, layers=[4], ends=trs[-1:])[0][0]
+    np.testing.assert_allclose(plain[1][-1], late[0], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="'volumes' or None"):
+        features.speech_tr_features(whisper, audio, SR, trs, window=4.0, stride="trs", cache=False)
+
+
 def test_speech_tr_features_cache_and_scale(whisper, monkeypatch):
     rng = np.random.default_rng(2)
     audio = (0.05 * rng.standard_normal(SR * 4)).astype(np.float32)

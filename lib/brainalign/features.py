@@ -446,11 +446,14 @@ def _window_ends(duration: float, window: float, stride: float) -> np.ndarray:
 
 
 def speech_window_features(lm: LoadedModel, audio: np.ndarray, sr: int, window: float = 16.0, stride: float = 0.1,
-                           layers: Sequence[int] | None = None, batch_size: int = 16) -> tuple[list[np.ndarray], np.ndarray]:
+                           layers: Sequence[int] | None = None, batch_size: int = 16,
+                           ends: np.ndarray | None = None) -> tuple[list[np.ndarray], np.ndarray]:
     """The last frame's hidden states of sliding windows over a waveform (not cached).
 
     The window ending at ``t`` covers ``[max(0, t - window), t]``; windows end
-    every ``stride`` seconds from ``stride`` to the end of the audio. Each is
+    every ``stride`` seconds from ``stride`` to the end of the audio, or at
+    the given ``ends`` (the part of a window before the audio is left out, the
+    part after it is silence). Each is
     read alone, at its own length, and the state of its last frame is kept:
     the model's representation of the sound at ``t`` given up to ``window``
     seconds of past, and nothing outside the window. Whisper is run on
@@ -472,6 +475,8 @@ def speech_window_features(lm: LoadedModel, audio: np.ndarray, sr: int, window: 
         Hidden states to keep (0 = the input to the first block); all by default.
     batch_size : int
         Windows per forward pass.
+    ends : array of shape (n_windows,), optional
+        The windows' end times (s), in place of the ``stride`` grid (``stride`` is then ignored).
 
     Returns
     -------
@@ -495,11 +500,19 @@ def speech_window_features(lm: LoadedModel, audio: np.ndarray, sr: int, window: 
     layer_list = _check_layers(layers, lm.spec.n_layers + 1)
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-    ends = _window_ends(len(audio) / SPEECH_SR, float(window), float(stride))
+    if ends is None:
+        ends = _window_ends(len(audio) / SPEECH_SR, float(window), float(stride))
+    else:
+        ends = np.asarray(ends, dtype=np.float64)
+        if ends.ndim != 1 or not np.isfinite(ends).all():
+            raise ValueError(f"ends must be a 1-D array of finite times (s), got shape {ends.shape}")
+        _window_ends(1.0, float(window), 1.0)  # the window's own check
     if window * SPEECH_SR > _speech_context(lm):
         raise ValueError(f"window={window} s is longer than {lm.spec.name}'s context ({_speech_context(lm) / SPEECH_SR:g} s)")
     stop = np.round(ends * SPEECH_SR).astype(int)
     start = np.maximum(0, stop - int(round(window * SPEECH_SR)))
+    if len(stop) and stop.max() > len(audio):  # after the sound: silence
+        audio = np.pad(audio, (0, int(stop.max()) - len(audio)))
     keep = stop - start >= 400  # a window too short for the model (the first 25 ms) is read as 25 ms
     start[~keep] = 0
     stop[~keep] = 400
@@ -532,7 +545,7 @@ def speech_tr_features(
     sr: int,
     times: np.ndarray,
     window: float = 16.0,
-    stride: float | None = 0.1,
+    stride: float | str | None = 0.1,
     layers: Sequence[int] | None = None,
     batch_size: int = 16,
     cache: bool = True,
@@ -544,7 +557,11 @@ def speech_tr_features(
     evaluation of speech-model brain tuning) are Lanczos-resampled to
     ``times`` and scaled by ``stride / TR``, so a constant feature stays
     about constant (a kernel-weighted mean). Each window is causal; the
-    Lanczos kernel reaches 3 TRs past a sampling time. Cached.
+    Lanczos kernel reaches 3 window ends past a sampling time, so a volume's
+    feature reads audio up to ``3 * stride`` s after it. ``stride="volumes"``
+    is strictly causal: one window ends at each sampling time and its state is
+    the volume's feature, with no resampling (the study's 16 s windows ending
+    at each TR). Cached.
 
     The cost is one forward pass per window: ``duration / stride`` windows
     of ``window`` seconds each (whisper-tiny-en: about 0.23 s per 16 s window
@@ -568,8 +585,9 @@ def speech_tr_features(
         Sampling time of each volume (s), in the audio's time frame: ``Dataset.sample_times(run)``.
     window : float
         Window length (s).
-    stride : float or None
-        Step between window ends (s); None: consecutive chunks (see above).
+    stride : float, "volumes" or None
+        Step between window ends (s); "volumes": one window ending at each of
+        ``times``; None: consecutive chunks (see above).
     layers : sequence of int, optional
         Hidden states to return; all by default.
     batch_size : int
@@ -590,9 +608,13 @@ def speech_tr_features(
 
     from .models import speech_hidden_states
 
+    if isinstance(stride, str) and stride != "volumes":
+        raise ValueError(f"stride={stride!r}: give seconds, 'volumes' or None")
     tr = float(np.mean(np.diff(times)))
 
     def run(lm: LoadedModel, layer_list: list[int]) -> list[np.ndarray]:
+        if stride == "volumes":
+            return speech_window_features(lm, audio, sr, window, layers=layer_list, batch_size=batch_size, ends=times)[0]
         if stride is None:
             frames = speech_hidden_states(lm, audio, sr, batch_size=max(1, int(batch_size) // 8))
             states = [frames[layer] for layer in layer_list]
@@ -604,7 +626,7 @@ def speech_tr_features(
         return [(step / tr) * lanczos_resample(s, ends, times) for s in states]
 
     parts = {"audio": audio, "sr": int(sr), "times": times, "window": float(window),
-             "stride": None if stride is None else float(stride), "speech_version": SPEECH_VERSION}
+             "stride": stride if stride is None or isinstance(stride, str) else float(stride), "speech_version": SPEECH_VERSION}
     return _cached_layers("speech_tr_features", model, "speech", layers, parts, cache, run)
 
 
