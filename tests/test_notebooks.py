@@ -17,7 +17,7 @@ OVER_BINDER_MEMORY = {"04_multiparticipant_brain_tuning"}
 #: the declared items (brainalign/resources/claims.yml) each smoke set is too small to evaluate; it marks them so itself
 NOT_IN_SMOKE = {
     "00_quickstart": set(),
-    "01_property_removal": {"inlp_removes_most"},  # ridge only
+    "01_property_removal": {"inlp_removes_most", "syntax_drives_layer_trend"},  # ridge only; 3 layers, 2 properties
     "02_control_analyses": {"small_models_need_language", "positions_matter_small"},  # small models barely trained
     "04_multiparticipant_brain_tuning": {"multi_beats_single", "transfers_to_second_cohort"},  # no single, no 2nd cohort
     "05_input_attribution": set(),

@@ -238,3 +238,21 @@ def test_wilson_bound_catches_a_test_that_ignores_the_autocorrelation():
         p.append(block_permutation_test(y, _prediction(rng, _stimulus(rng), 1)[:, 0], 1, 500, seed=i)[1])
     k = int((np.array(p) <= 0.05).sum())
     assert _wilson_upper(k, N_NULL) > FPR_BOUND, k
+
+
+def test_correlation_ci_covers_the_true_correlation():
+    """Fisher's z interval: about 95 % coverage of the true r for bivariate normal pairs; clear errors."""
+    rng = np.random.default_rng(0)
+    rho, n, hits = 0.6, 12, 0
+    cov = [[1, rho], [rho, 1]]
+    for _ in range(2000):
+        x, y = rng.multivariate_normal([0, 0], cov, n).T
+        r, low, high = stats.correlation_ci(x, y)
+        assert low < r < high
+        hits += low <= rho <= high
+    assert 0.93 <= hits / 2000 <= 0.97
+    assert stats.correlation_ci(np.arange(7.0), 2 * np.arange(7.0) + 1)[0] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="at least 4"):
+        stats.correlation_ci([1.0, 2.0, 3.0], [1.0, 3.0, 2.0])
+    with pytest.raises(ValueError, match="constant"):
+        stats.correlation_ci(np.ones(5), np.arange(5.0))
