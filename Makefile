@@ -29,7 +29,7 @@ data: venv
 	$(BIN)/brainalign data simulate
 
 # a notebook is executed again only when it, its parameter sets or the library changed
-LIBRARY := $(shell find lib -name '*.py' -o -name '*.json' -o -name '*.txt')
+LIBRARY := $(shell find lib -name '*.py' -o -name '*.json' -o -name '*.txt' -o -name '*.yml')
 RUNS := $(patsubst %,book/_run/%.ipynb,$(NOTEBOOKS))
 
 run: $(RUNS)
