@@ -401,7 +401,8 @@ class BrainTuner:
     micro_batch : int, default=8
         Windows per forward and backward pass: a batch's gradients are summed
         over its micro-batches, so memory grows with ``micro_batch``, not
-        ``batch_size`` (the step is that of the whole batch).
+        ``batch_size`` (the step is that of the whole batch); the validation
+        loss is computed in micro-batches too.
     checkpoint_every : int, default=20
         Batches between checkpoints (and one after every epoch).
     keep_prefix_gb : float, default=4.0
@@ -575,8 +576,8 @@ class BrainTuner:
         self.net_.eval()
         total = {s: 0.0 for s in self.subjects_}
         with torch.no_grad():
-            for k in range(0, len(rows), int(self.batch_size)):
-                batch = rows[k : k + int(self.batch_size)]
+            for k in range(0, len(rows), int(self.micro_batch)):
+                batch = rows[k : k + int(self.micro_batch)]
                 pred = torch.zeros(len(batch), data.n_voxels) if mean_only else self.net_(self._prefix(data, batch))
                 for s in self.subjects_:
                     total[s] += float(torch.nn.functional.mse_loss(pred, self._targets(data, s, batch), reduction="sum"))
