@@ -286,8 +286,8 @@ def wilcoxon_across_subjects(
 def correlation_ci(x: np.ndarray, y: np.ndarray, ci: float = 0.95) -> tuple[float, float, float]:
     """Pearson correlation of two series with its confidence interval from Fisher's z.
 
-    The interval is ``tanh(arctanh(r) -+ z * se)`` with ``se = 1 / sqrt(n - 3)``:
-    exact for bivariate normal pairs, wide for the few points of a layer-wise
+    The interval is ``tanh(arctanh(r) -+ z * se)`` with ``se = 1 / sqrt(n - 3)``, an
+    approximation made for bivariate normal pairs; wide for the few points of a layer-wise
     trend (n = 7 layers gives se = 0.5).
 
     Parameters

@@ -445,8 +445,8 @@ class BrainTuner:
                  head_lr: float | None = None, weight_decay: float = 0.01, batch_size: int = 8, max_epochs: int = 30,
                  warmup: float = 0.1, patience: int = 3, strategy: str = "in_turn", lora_layers: int | None = None,
                  train_fraction: float = 1.0, micro_batch: int = 8, checkpoint_every: int = 20, keep_prefix_gb: float = 4.0,
-                 seed: int = 0,
-                 device: str = "cpu", cache: bool = True, cache_dir: str | Path | None = None, progress: bool = True) -> None:
+                 seed: int = 0, device: str = "cpu", cache: bool = True, cache_dir: str | Path | None = None,
+                 progress: bool = True) -> None:
         self.model = model
         self.rank = rank
         self.alpha = alpha
