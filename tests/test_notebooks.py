@@ -11,7 +11,7 @@ from brainalign.runner import load_runs, run_notebook
 
 RUNS = load_runs()
 #: notebooks known to need more than a Binder session's memory in their smoke set when nothing is cached yet
-#: (measured with bench/bench_memory.py: 04 peaks at 3.2 GB while it brain-tunes, at 1.6 GB from a warm cache);
+#: (04's smoke set peaked at 3.2 GB while it brain-tuned, 2.1 GB since tuning runs in micro-batches; bench/README.md);
 #: each is a bug to fix, and is reported as an expected failure whenever its peak is over the limit
 OVER_BINDER_MEMORY = {"04_multiparticipant_brain_tuning"}
 #: validations known to fail on the simulated cohort, each a bug still to fix, with what was found; a smoke run in
