@@ -275,7 +275,6 @@ def speech_word_features(lm: models.LoadedModel, runs: Mapping[str, Sequence[str
         raise ValueError(f"words must be positions 0..{sum(sizes) - 1}, got {wanted.min()}..{wanted.max()}")
     dims = lm.spec.hidden_dims()
     out = np.zeros((len(dims), len(wanted), dims[0]), dtype=np.float32)
-    n_window = int(round(window * models.SPEECH_SR))
     first = 0
     for run_words, size in zip(runs.values(), sizes):
         mine = np.flatnonzero((wanted >= first) & (wanted < first + size))
@@ -285,15 +284,10 @@ def speech_word_features(lm: models.LoadedModel, runs: Mapping[str, Sequence[str
                 raise ValueError(f"a run's {size} words were spoken as {len(speech.words)} tokens; "
                                  "words must be whitespace-free tokens")
             audio = models.check_audio(speech.audio, speech.sr)
-            stops = np.maximum(np.round(speech.words["offset"].to_numpy() * models.SPEECH_SR).astype(int), 400)
-            for j in mine:
-                stop = stops[wanted[j] - first]
-                clip = audio[max(0, stop - n_window) : stop]
-                # a stride of the clip's whole length: one window, ending at the clip's (the word's) end
-                states, _ = features.speech_window_features(lm, clip, models.SPEECH_SR, window=window,
-                                                            stride=len(clip) / models.SPEECH_SR)
-                for k, state in enumerate(states):
-                    out[k, j] = state[0]
+            ends = np.maximum(speech.words["offset"].to_numpy(), 400 / models.SPEECH_SR)[wanted[mine] - first]
+            states, _ = features.speech_window_features(lm, audio, models.SPEECH_SR, window=window, ends=ends)
+            for k, state in enumerate(states):
+                out[k, mine] = state
         first += size
     return out
 
