@@ -439,9 +439,9 @@ def _cached_layers(step: str, model: str | LoadedModel, kind: str, layers: Seque
     return [arrays[f"layer_{k}"] for k in range(len(layer_list))]
 
 
-def _window_ends(duration: float, window: float, stride: float) -> np.ndarray:
-    if not (np.isfinite(window) and window > 0) or not (np.isfinite(stride) and stride > 0):
-        raise ValueError(f"window={window!r} and stride={stride!r} must be positive numbers of seconds")
+def _window_ends(duration: float, stride: float) -> np.ndarray:
+    if not (np.isfinite(stride) and stride > 0):
+        raise ValueError(f"stride={stride!r} must be a positive number of seconds")
     return stride * np.arange(1, int(np.floor(duration / stride + 1e-9)) + 1)
 
 
@@ -500,13 +500,14 @@ def speech_window_features(lm: LoadedModel, audio: np.ndarray, sr: int, window: 
     layer_list = _check_layers(layers, lm.spec.n_layers + 1)
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    if not (np.isfinite(window) and window > 0):
+        raise ValueError(f"window={window!r} must be a positive number of seconds")
     if ends is None:
-        ends = _window_ends(len(audio) / SPEECH_SR, float(window), float(stride))
+        ends = _window_ends(len(audio) / SPEECH_SR, float(stride))
     else:
         ends = np.asarray(ends, dtype=np.float64)
         if ends.ndim != 1 or not np.isfinite(ends).all():
             raise ValueError(f"ends must be a 1-D array of finite times (s), got shape {ends.shape}")
-        _window_ends(1.0, float(window), 1.0)  # the window's own check
     if window * SPEECH_SR > _speech_context(lm):
         raise ValueError(f"window={window} s is longer than {lm.spec.name}'s context ({_speech_context(lm) / SPEECH_SR:g} s)")
     stop = np.round(ends * SPEECH_SR).astype(int)
