@@ -177,6 +177,17 @@ def test_micro_batches_take_the_batchs_step(tmp_path, monkeypatch, strategy):
     assert any((whole[n] != 0).any() for n in whole if "lora_B" in n)  # a step was taken
 
 
+def test_kept_frozen_states_give_the_run_of_states_recomputed_every_batch(tmp_path, monkeypatch):
+    """The frozen blocks' output kept in one block of memory (two epochs read it back) changes no number."""
+    data = _data()
+    fitted = [_tuner(tmp_path, monkeypatch, lora_layers=1, dropout=0.0, cache=False, keep_prefix_gb=gb).fit(data, ["a"], ["b"])
+              for gb in (4.0, 0.0)]
+    kept, recomputed = fitted
+    np.testing.assert_allclose(kept.history_["loss"], recomputed.history_["loss"], rtol=1e-6)
+    np.testing.assert_allclose(kept.epochs_["val_loss"], recomputed.epochs_["val_loss"], rtol=1e-6)
+    assert kept._store is None and not kept._slots  # training's memory is let go
+
+
 def test_tuning_learns_a_target_planted_in_the_pretrained_features():
     """Responses that are a linear function of the pretrained model's pooled last state are learnt: the validation
     loss falls far below that of predicting the training mean, and the predictions match the planted responses."""

@@ -51,6 +51,7 @@ import torch
 
 from . import models
 from .cache import Cache, atomic_write, digest
+from .config import release_memory
 
 __all__ = [
     "LORA_TARGETS", "PHONE_CLASSES", "STRATEGIES", "TUNING_VERSION", "BrainTuner", "TuningData", "frame_phone_classes",
@@ -542,10 +543,10 @@ class BrainTuner:
             first = 0 if self.lora_layers is None else lm.spec.n_layers - int(self.lora_layers)
             config = lora_config(self.rank, self.alpha, self.dropout, None if first == 0 else range(first, lm.spec.n_layers))
             self.net_ = _Net(lm, data.n_voxels, config, first).to(self.device)
-            self._prefixes: dict[tuple[str, int], torch.Tensor] = {}
-            self._keep = None
+            self._store, self._slots, self._keep = None, {}, None
             self._train(data, refit)
-        self._prefixes = {}  # only training reads them
+        self._store, self._slots = None, {}  # only training reads them
+        release_memory()  # the activations' freed heap, hundreds of MB
         self.net_.eval()
         return self
 
@@ -557,18 +558,28 @@ class BrainTuner:
         return torch.from_numpy(((y - self.y_mean_[s]) / self.y_scale_[s]).astype(np.float32)).to(self.device)
 
     def _prefix(self, data: TuningData, batch: list[tuple[str, int]]) -> torch.Tensor:
-        """The frozen blocks' output for a batch of windows, through float16 (kept in memory when it fits)."""
-        missing = [key for key in batch if key not in self._prefixes]
+        """The frozen blocks' output for a batch of windows, through float16 (kept in memory when it fits).
+
+        Kept windows fill one block allocated once for every window of the
+        training and validation runs (pages are taken as they are written),
+        not one small tensor each: freed at the end of training, the block
+        goes back to the system whole instead of leaving the heap fragmented.
+        """
+        missing = [key for key in batch if key not in self._slots]
         if missing:  # in chunks of 8 windows: the frozen blocks' transient memory stays small
             states = torch.cat([self.net_.prefix([data.clips(r, np.array([i]))[0] for r, i in missing[k : k + 8]]).half()
                                 for k in range(0, len(missing), 8)])
             if self._keep is None:  # decide once, from the size of one window's state
                 n_windows = sum(len(data.bounds[r][0]) for r in self.train_runs_ + self.val_runs_)
                 self._keep = states[0].numel() * states.element_size() * n_windows <= float(self.keep_prefix_gb) * 1e9
+                if self._keep:
+                    self._store = torch.empty((n_windows, *states.shape[1:]), dtype=states.dtype, device=states.device)
             if not self._keep:
                 return states.float()
-            self._prefixes.update(zip(missing, states))
-        return torch.stack([self._prefixes[key] for key in batch]).float()
+            slots = list(range(len(self._slots), len(self._slots) + len(missing)))
+            self._store[slots] = states
+            self._slots.update(zip(missing, slots))
+        return self._store[[self._slots[key] for key in batch]].float()
 
     def _val_loss(self, data: TuningData, mean_only: bool = False) -> float:
         """Validation MSE (z-scored responses, mean over participants); ``mean_only``: of the training mean (zeros)."""
