@@ -325,6 +325,9 @@ def test_sliding_windows_see_only_their_window(whisper):
     later = ends >= 5.0
     np.testing.assert_allclose(again[1][later], states[1][later], atol=1e-4)
     assert np.abs(again[1][~later] - states[1][~later]).max() > 1e-2
+    # the device's default batch (features.SPEECH_WINDOW_BATCH) gives the same states as any other batch
+    default, _ = features.speech_window_features(whisper, audio, SR, window=2.0, stride=0.5, layers=[0, 4])
+    np.testing.assert_allclose(default[1], states[1], atol=1e-4)
 
 
 # -- the audio-video fusion model -------------------------------------------------------------------------------------

@@ -164,3 +164,25 @@ def test_peak_memory_is_the_process_own_not_its_parents():
                            capture_output=True, text=True, check=True)
     assert float(child.stdout) < 400, child.stdout  # numpy and brainalign alone: about 100 MB
     assert peak_memory_mb() >= 600 and ballast.sum() > 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim: Linux only")
+def test_release_memory_gives_freed_heap_back_to_the_system():
+    import ctypes
+    import ctypes.util
+
+    import psutil
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.malloc.restype, libc.malloc.argtypes, libc.free.argtypes = ctypes.c_void_p, [ctypes.c_size_t], [ctypes.c_void_p]
+    size, proc = 64 * 1024, psutil.Process()  # under glibc's mmap threshold: on the heap
+    chunks = [libc.malloc(size) for _ in range(4000)]  # 256 MB
+    for c in chunks:
+        ctypes.memset(c, 1, size)
+    top = libc.malloc(size)  # above the freed chunks: the heap cannot shrink from its top by itself
+    for c in chunks:
+        libc.free(c)
+    held = proc.memory_info().rss
+    assert config.release_memory() is True
+    assert held - proc.memory_info().rss > 200 * 2**20
+    libc.free(top)

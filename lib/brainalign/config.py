@@ -20,6 +20,8 @@ tests agree without passing flags around:
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
 import hashlib
 import os
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["data_home", "cache_dir", "is_offline", "smoke", "DEVICES", "device", "rng", "repo_root"]
+__all__ = ["data_home", "cache_dir", "is_offline", "smoke", "DEVICES", "device", "rng", "repo_root", "release_memory"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -135,3 +137,36 @@ def rng(seed: int, *keys: object) -> np.random.Generator:
     text = repr((int(seed),) + tuple(str(k) for k in keys)).encode()
     digest = hashlib.sha256(text).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+@functools.lru_cache(maxsize=1)
+def _libc_trim():
+    name = ctypes.util.find_library("c")
+    try:
+        return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    except OSError:
+        return None
+
+
+def release_memory() -> bool:
+    """Give the memory that the process has freed back to the system, where the C library allows it.
+
+    Many tensors of a few MB each (a training run's activations, batches of
+    windows) are freed into glibc's heap, which keeps them: the process stays
+    hundreds of MB larger than what it holds, and the next step's peak adds
+    to that. After such a step the library calls this (glibc's
+    ``malloc_trim``; the remedy dask's documentation gives for the same
+    symptom), so that a notebook fits a small memory budget such as Binder's.
+    It changes no number.
+
+    Returns
+    -------
+    bool
+        Whether anything could be done (False where the C library has no
+        ``malloc_trim``: macOS, musl).
+    """
+    trim = _libc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True

@@ -448,6 +448,7 @@ class RidgeEncoder(RegressorMixin, BaseEstimator):
             self.cv_scores_ = _to_numpy(backend, model.cv_scores_)
         self.model_ = model
         self.n_targets_ = Y.shape[1]
+        config.release_memory()  # the solver's freed heap: the next fit's peak starts lower
         return self
 
     def _fit_fixed(self, Xz: np.ndarray, Yz: np.ndarray) -> RidgeEncoder:
