@@ -41,7 +41,7 @@ def whisper_windows(lm: models.LoadedModel, audio: np.ndarray, n: int = 16, wind
     clips = [audio[int((e - window) * sr): int(e * sr)] for e in ends]
     with torch.inference_mode():
         t0 = time.perf_counter()
-        padded = models._speech_forward(lm, clips)
+        padded = models.speech_forward(lm, clips)
         t_padded = time.perf_counter() - t0
         t0 = time.perf_counter()
         mel, n_frames = models.whisper_mel(lm, clips)

@@ -645,12 +645,12 @@ class SimulatedMovie(Dataset):
 
         Rendered from the shot list; a digest checks they are the frames the responses were simulated from.
         """
-        from .simulate import _frames_digest
+        from .simulate import frames_digest
         from .stimuli import render_shots
 
         times = self.frame_times(run)
         frames = render_shots(self.shots(run), times, self.frame_size)
-        if _frames_digest(frames) != self.split["frames_sha256"][run]:
+        if frames_digest(frames) != self.split["frames_sha256"][run]:
             raise RuntimeError(
                 f"the frames of {run!r} rendered now differ from those the responses of {self.root} were simulated "
                 "from (the renderer or the images changed): regenerate the cohort with "

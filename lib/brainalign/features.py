@@ -45,8 +45,8 @@ from .config import release_memory
 from .models import SPEECH_SR, TEXT_KINDS, LoadedModel, get_spec, load_model, model_names, revision
 
 __all__ = [
-    "SPEECH_VERSION", "SPEECH_WINDOW_BATCH", "VERSION", "av_tr_features", "frame_states",
-    "sequence_word_features", "speech_tr_features", "speech_window_features", "tr_features",
+    "SPEECH_VERSION", "SPEECH_WINDOW_BATCH", "VERSION", "av_tr_features", "cached_layers", "check_times", "frame_states",
+    "model_max_tokens", "sequence_word_features", "speech_tr_features", "speech_window_features", "tr_features",
     "vision_tr_features", "windows", "word_features", "word_features_loop",
 ]
 
@@ -105,7 +105,8 @@ def _check_layers(layers: Sequence[int] | None, n_hidden: int) -> list[int]:
     return out
 
 
-def _max_tokens(lm: LoadedModel) -> int:
+def model_max_tokens(lm: LoadedModel) -> int:
+    """The most tokens a text model reads at once (its positions, or its tokenizer's limit)."""
     limit = getattr(lm.model.config, "max_position_embeddings", None) or 10**9
     tok_limit = getattr(lm.tokenizer, "model_max_length", None)
     if tok_limit and tok_limit < 10**7:
@@ -221,7 +222,7 @@ def _batched(lm: LoadedModel, words: list[str], context: int, layers: list[int],
     enc = lm.tokenizer(texts, add_special_tokens=True, return_offsets_mapping=True, return_attention_mask=False)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
     lengths = np.array([len(x) for x in ids])
-    if lengths.max() > (limit := _max_tokens(lm)):
+    if lengths.max() > (limit := model_max_tokens(lm)):
         i = int(lengths.argmax())
         raise ValueError(f"the window of word {i} has {lengths[i]} tokens, more than {lm.spec.name}'s limit {limit}; "
                          "use a smaller context")
@@ -342,7 +343,7 @@ def _whole_story(lm: LoadedModel, words: list[str], layers: list[int], max_token
     counts = np.bincount(word_of[real], minlength=n)
     if (counts == 0).any():
         raise _no_tokens_error(words, int(np.flatnonzero(counts == 0)[0]), lm)
-    step = min(int(max_tokens), _max_tokens(lm)) if max_tokens is not None else _max_tokens(lm)
+    step = min(int(max_tokens), model_max_tokens(lm)) if max_tokens is not None else model_max_tokens(lm)
     device = lm.device
     with torch.inference_mode():
         for first in range(0, len(ids), step):
@@ -415,14 +416,15 @@ def _media_model(model: str | LoadedModel, kind: str) -> tuple[str, str, str, in
     return name, rev, dtype, n_hidden
 
 
-def _check_times(times: np.ndarray) -> np.ndarray:
+def check_times(times: np.ndarray) -> np.ndarray:
+    """``times`` as floats, checked to be the increasing sampling times of at least two volumes."""
     times = np.asarray(times, dtype=float)
     if times.ndim != 1 or len(times) < 2 or not np.all(np.diff(times) > 0):
         raise ValueError(f"times must be 1-D and increasing with at least 2 entries, got shape {times.shape}")
     return times
 
 
-def _cached_layers(step: str, model: str | LoadedModel, kind: str, layers: Sequence[int] | None, parts: dict,
+def cached_layers(step: str, model: str | LoadedModel, kind: str, layers: Sequence[int] | None, parts: dict,
                    cache: bool, run) -> list[np.ndarray]:
     """``run(lm, layer_list)`` (a list of arrays, one per selected layer), or its cached result."""
     name, rev, dtype, n_hidden = _media_model(model, kind)
@@ -502,17 +504,17 @@ def speech_window_features(lm: LoadedModel, audio: np.ndarray, sr: int, window: 
         The windows' end times (s).
     """
     from .models import (
-        _check_kind,
-        _is_whisper,
-        _n_frames,
-        _speech_context,
-        _speech_forward,
         check_audio,
+        check_kind,
+        is_whisper,
+        speech_context,
+        speech_forward,
+        speech_frames,
         whisper_encoder_states,
         whisper_mel,
     )
 
-    _check_kind(lm, "speech")
+    check_kind(lm, "speech")
     audio = check_audio(audio, sr)
     layer_list = _check_layers(layers, lm.spec.n_layers + 1)
     batch_size = _speech_batch(lm, batch_size)
@@ -524,8 +526,8 @@ def speech_window_features(lm: LoadedModel, audio: np.ndarray, sr: int, window: 
         ends = np.asarray(ends, dtype=np.float64)
         if ends.ndim != 1 or not np.isfinite(ends).all():
             raise ValueError(f"ends must be a 1-D array of finite times (s), got shape {ends.shape}")
-    if window * SPEECH_SR > _speech_context(lm):
-        raise ValueError(f"window={window} s is longer than {lm.spec.name}'s context ({_speech_context(lm) / SPEECH_SR:g} s)")
+    if window * SPEECH_SR > speech_context(lm):
+        raise ValueError(f"window={window} s is longer than {lm.spec.name}'s context ({speech_context(lm) / SPEECH_SR:g} s)")
     stop = np.round(ends * SPEECH_SR).astype(int)
     start = np.maximum(0, stop - int(round(window * SPEECH_SR)))
     if len(stop) and stop.max() > len(audio):  # after the sound: silence
@@ -533,7 +535,7 @@ def speech_window_features(lm: LoadedModel, audio: np.ndarray, sr: int, window: 
     keep = stop - start >= 400  # a window too short for the model (the first 25 ms) is read as 25 ms
     start[~keep] = 0
     stop[~keep] = 400
-    whisper = _is_whisper(lm)
+    whisper = is_whisper(lm)
     lengths = stop - start
     out = [np.zeros((len(ends), lm.spec.hidden_dims()[layer]), dtype=np.float32) for layer in layer_list]
     # Whisper: windows sorted by length, batched with masked padding; others: windows of one length together
@@ -548,8 +550,8 @@ def speech_window_features(lm: LoadedModel, audio: np.ndarray, sr: int, window: 
                     states = whisper_encoder_states(lm.model, mel, n_frames)
                     last = torch.from_numpy(n_frames - 1)
                 else:
-                    states = _speech_forward(lm, clips)
-                    last = torch.tensor([_n_frames(lm, len(c)) - 1 for c in clips])
+                    states = speech_forward(lm, clips)
+                    last = torch.tensor([speech_frames(lm, len(c)) - 1 for c in clips])
                 index = torch.arange(len(batch))
                 for k, layer in enumerate(layer_list):
                     out[k][batch] = states[layer][index, last].float().cpu().numpy()
@@ -620,7 +622,7 @@ def speech_tr_features(
     from .models import check_audio
     from .stimuli import lanczos_resample
 
-    times = _check_times(times)
+    times = check_times(times)
     audio = np.asarray(audio)
     check_audio(audio, sr)  # bad input fails even when the features are cached
 
@@ -645,7 +647,7 @@ def speech_tr_features(
 
     parts = {"audio": audio, "sr": int(sr), "times": times, "window": float(window),
              "stride": stride if stride is None or isinstance(stride, str) else float(stride), "speech_version": SPEECH_VERSION}
-    return _cached_layers("speech_tr_features", model, "speech", layers, parts, cache, run)
+    return cached_layers("speech_tr_features", model, "speech", layers, parts, cache, run)
 
 
 def frame_states(lm: LoadedModel, frames: np.ndarray, batch_size: int = 32, cache: bool = True) -> list[np.ndarray]:
@@ -655,9 +657,9 @@ def frame_states(lm: LoadedModel, frames: np.ndarray, batch_size: int = 32, cach
     -------
     list of ndarrays of float32, state ``k`` of shape (n_frames, lm.spec.hidden_dims()[k])
     """
-    from .models import _check_kind, check_images, vision_hidden_states
+    from .models import check_images, check_kind, vision_hidden_states
 
-    _check_kind(lm, "vision")
+    check_kind(lm, "vision")
     frames = check_images(frames)
 
     def compute() -> dict[str, np.ndarray]:
@@ -714,7 +716,7 @@ def vision_tr_features(
 
     frames = check_images(frames)
     frame_times = np.asarray(frame_times, dtype=float)
-    times = _check_times(times)
+    times = check_times(times)
     if frame_times.shape != (len(frames),) or (len(frames) > 1 and not np.all(np.diff(frame_times) > 0)):
         raise ValueError(f"frame_times must be increasing with shape ({len(frames)},), got shape {frame_times.shape}")
     if method not in ("lanczos", "mean"):
@@ -731,7 +733,7 @@ def vision_tr_features(
         return [np.stack([s[idx].mean(0) if len(idx) else np.zeros(s.shape[1]) for idx in boxes]) for s in states]
 
     parts = {"frames": frames, "frame_times": frame_times, "times": times, "method": method}
-    return _cached_layers("vision_tr_features", model, "vision", layers, parts, cache, run)
+    return cached_layers("vision_tr_features", model, "vision", layers, parts, cache, run)
 
 
 def av_tr_features(
@@ -787,7 +789,7 @@ def av_tr_features(
     """
     from .models import av_hidden_states, check_audio, check_images
 
-    times = _check_times(times)
+    times = check_times(times)
     audio = np.asarray(audio)
     check_audio(audio, sr)
     frames = check_images(frames)
@@ -805,4 +807,4 @@ def av_tr_features(
 
     parts = {"audio": audio, "sr": int(sr), "frames": frames, "frame_times": frame_times, "times": times,
              "window": float(window)}
-    return _cached_layers("av_tr_features", model, "audio-video", layers, parts, cache, run)
+    return cached_layers("av_tr_features", model, "audio-video", layers, parts, cache, run)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .features import _cached_layers, _check_times, _max_tokens
+from .features import cached_layers, check_times, model_max_tokens
 from .models import LoadedModel, get_spec
 
 __all__ = ["INSTRUCT_VERSION", "image_descriptions", "instruct_prompts", "instruct_tr_features", "multimodal_instruct_tr_features",
@@ -169,7 +169,7 @@ def _instruct_states(lm: LoadedModel, prefix: list[int], cuts: np.ndarray, suffi
     cropped back to the prefix after each group.
     """
     device = lm.device
-    if len(prefix) + len(suffix) > (limit := _max_tokens(lm)):
+    if len(prefix) + len(suffix) > (limit := model_max_tokens(lm)):
         raise ValueError(f"the transcript and prompt take {len(prefix) + len(suffix)} tokens, more than {lm.spec.name}'s limit {limit}")
     out = [np.zeros((len(cuts), lm.spec.dim), dtype=np.float32) for _ in layers]
     n_prefix, width = len(prefix), len(suffix)
@@ -260,7 +260,7 @@ def instruct_tr_features(
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
     words = dataset.words(run).sort_values("onset", kind="stable").reset_index(drop=True)
     tr = float(dataset.tr)
-    ends = _check_times(dataset.sample_times(run))
+    ends = check_times(dataset.sample_times(run))
     pieces, times = transcript_pieces(words, dataset.shots(run) if hasattr(dataset, "shots") else None)
 
     def run_model(lm: LoadedModel, layer_list: list[int]) -> list[np.ndarray]:
@@ -269,7 +269,7 @@ def instruct_tr_features(
 
     parts = {"instruction": instruction.strip(), "pieces": pieces, "times": times, "ends": ends, "tr": tr,
              "recipe": INSTRUCT_VERSION}
-    return _cached_layers("instruct_tr_features", model, "causal", layers, parts, cache, run_model)
+    return cached_layers("instruct_tr_features", model, "causal", layers, parts, cache, run_model)
 
 
 # -- instruction-following multimodal LMs (hub): the paper's recipe ----------------------------------------------------
@@ -393,7 +393,7 @@ def multimodal_instruct_tr_features(
 
     if not isinstance(instruction, str) or not instruction.strip():
         raise ValueError(f"instruction must be a non-empty string, got {instruction!r}")
-    ends = _check_times(times)
+    ends = check_times(times)
     if not (np.isfinite(window) and window > 0):
         raise ValueError(f"window={window!r} must be a positive number of seconds")
     for name, value in (("n_frames", n_frames), ("max_new_tokens", max_new_tokens)):
@@ -431,4 +431,4 @@ def multimodal_instruct_tr_features(
 
     parts.update({"instruction": instruction.strip(), "ends": ends, "window": float(window),
                   "max_new_tokens": int(max_new_tokens), "recipe": INSTRUCT_VERSION})
-    return _cached_layers("multimodal_instruct_tr_features", model, "instruct-multimodal", layers, parts, cache, run)
+    return cached_layers("multimodal_instruct_tr_features", model, "instruct-multimodal", layers, parts, cache, run)

@@ -93,9 +93,10 @@ from .cache import Cache
 
 __all__ = [
     "INSTRUCT_CLASSES", "KINDS", "MODELS", "SPEECH_SR", "TEXT_KINDS", "AVProcessor", "AudioVideoFusion", "ImagePreprocessor", "LoadedModel",
-    "ModelSpec", "av_hidden_states", "build_av_fusion", "check_audio", "check_available", "check_images", "convert_ct2_whisper",
-    "convert_gguf", "get_spec", "instruct_medium", "layer_count", "load_model", "model_names", "read_ct2", "revision",
-    "speech_hidden_states", "vision_hidden_states", "whisper_encoder_states", "whisper_mel",
+    "ModelSpec", "av_hidden_states", "build_av_fusion", "check_audio", "check_available", "check_images", "check_kind",
+    "convert_ct2_whisper", "convert_gguf", "get_spec", "instruct_medium", "is_whisper", "layer_count", "load_model",
+    "model_names", "read_ct2", "revision", "speech_context", "speech_forward", "speech_frames", "speech_hidden_states",
+    "vision_hidden_states", "whisper_encoder_states", "whisper_mel",
 ]
 
 log = logging.getLogger(__name__)
@@ -783,7 +784,8 @@ def _load_media(spec: ModelSpec, source: str, dtype: torch.dtype) -> tuple[Any, 
     return AutoImageProcessor.from_pretrained(spec.hub_id), auto.from_pretrained(spec.hub_id, **kwargs)
 
 
-def _check_kind(lm: LoadedModel, kind: str) -> None:
+def check_kind(lm: LoadedModel, kind: str) -> None:
+    """Raise a clear error unless ``lm`` is a loaded model of ``kind`` (``"speech"``, ``"vision"``, ...)."""
     if not isinstance(lm, LoadedModel):
         raise TypeError(f"expected a LoadedModel (from load_model), got {type(lm).__name__}")
     if lm.spec.kind != kind:
@@ -825,19 +827,20 @@ def check_audio(audio: np.ndarray, sr: int) -> np.ndarray:
     return audio
 
 
-def _n_frames(lm: LoadedModel, n_samples: int) -> int:
+def speech_frames(lm: LoadedModel, n_samples: int) -> int:
     """Frames of the model's output that cover ``n_samples`` samples at 16 kHz."""
-    if _is_whisper(lm):
+    if is_whisper(lm):
         hop = lm.processor.hop_length * lm.model.conv1.stride[0] * lm.model.conv2.stride[0]  # 320 samples
         return min(-(-n_samples // hop), lm.model.config.max_source_positions)
     return int(lm.model._get_feat_extract_output_lengths(torch.tensor(n_samples)))  # wav2vec2 / HuBERT
 
 
-def _is_whisper(lm: LoadedModel) -> bool:
+def is_whisper(lm: LoadedModel) -> bool:
+    """Whether a speech model is a Whisper encoder (log-mel input, 30 s context)."""
     return hasattr(lm.model, "conv1") and hasattr(lm.model, "embed_positions")
 
 
-def _speech_context(lm: LoadedModel) -> int:
+def speech_context(lm: LoadedModel) -> int:
     """Samples the model reads at once (Whisper: its 30 s window; others: 30 s chunks)."""
     return int(getattr(lm.processor, "n_samples", 30 * SPEECH_SR))
 
@@ -929,10 +932,10 @@ def whisper_encoder_states(encoder: torch.nn.Module, mel: torch.Tensor, n_frames
     return states
 
 
-def _speech_forward(lm: LoadedModel, clips: list[np.ndarray]) -> tuple[torch.Tensor, ...]:
+def speech_forward(lm: LoadedModel, clips: list[np.ndarray]) -> tuple[torch.Tensor, ...]:
     """All hidden states of a batch of clips of equal length: (n_layers + 1) x (batch, frames, dim), float32."""
     dtype = next(lm.model.parameters()).dtype
-    if _is_whisper(lm):  # the feature extractor pads to 30 s
+    if is_whisper(lm):  # the feature extractor pads to 30 s
         inputs = lm.processor(clips, sampling_rate=SPEECH_SR, return_tensors="pt")
         x = inputs["input_features"].to(lm.device, dtype)
         return lm.model(x, output_hidden_states=True).hidden_states
@@ -968,15 +971,15 @@ def speech_hidden_states(lm: LoadedModel, audio: np.ndarray, sr: int, batch_size
         is the input to the first block, state ``n_layers`` the last block's
         output (after the final layer norm for Whisper).
     """
-    _check_kind(lm, "speech")
+    check_kind(lm, "speech")
     audio = check_audio(audio, sr)
-    step = _speech_context(lm)
+    step = speech_context(lm)
     starts = list(range(0, len(audio), step))
     skip = [0] * len(starts)  # frames to drop at the start of each chunk
     if len(starts) > 1 and (rest := len(audio) - starts[-1]) < 400:  # too short to read alone: read the last 30 s
-        starts[-1], skip[-1] = len(audio) - step, _n_frames(lm, step) - _n_frames(lm, rest)
+        starts[-1], skip[-1] = len(audio) - step, speech_frames(lm, step) - speech_frames(lm, rest)
     chunks = [audio[i : i + step] for i in starts]
-    whisper = _is_whisper(lm)
+    whisper = is_whisper(lm)
     groups: dict[int, list[int]] = {}  # chunks of one length run together (Whisper pads them all to 30 s anyway)
     for i, c in enumerate(chunks):
         groups.setdefault(0 if whisper else len(c), []).append(i)
@@ -985,9 +988,9 @@ def speech_hidden_states(lm: LoadedModel, audio: np.ndarray, sr: int, batch_size
         for idx in groups.values():
             for first in range(0, len(idx), int(batch_size)):
                 rows = idx[first : first + int(batch_size)]
-                states = _speech_forward(lm, [chunks[i] for i in rows])
+                states = speech_forward(lm, [chunks[i] for i in rows])
                 for r, i in enumerate(rows):
-                    n = _n_frames(lm, len(chunks[i]))
+                    n = speech_frames(lm, len(chunks[i]))
                     results[i] = [h[r, skip[i] : n].float().cpu().numpy() for h in states]
     config.release_memory()  # the chunks' freed heap
     return [np.concatenate([results[i][k] for i in range(len(chunks))], axis=0) for k in range(lm.spec.n_layers + 1)]
@@ -1060,7 +1063,7 @@ def vision_hidden_states(lm: LoadedModel, images: np.ndarray, batch_size: int = 
     -------
     list of ``n_layers + 1`` ndarrays of float32, state ``k`` of shape (n_images, spec.hidden_dims()[k])
     """
-    _check_kind(lm, "vision")
+    check_kind(lm, "vision")
     images = check_images(images)
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
@@ -1276,7 +1279,7 @@ def av_hidden_states(lm: LoadedModel, audio: np.ndarray, sr: int, frames: np.nda
         States 22-: the fusion input and each fusion layer's output, mean over
         the window's tokens.
     """
-    _check_kind(lm, "audio-video")
+    check_kind(lm, "audio-video")
     if not isinstance(lm.model, AudioVideoFusion):
         raise ValueError(f"av_hidden_states reads the offline fusion model ('whisper-efficientnet-fusion'), not {lm.spec.name!r}")
     audio = check_audio(audio, sr)

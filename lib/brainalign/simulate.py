@@ -110,7 +110,7 @@ from .cache import digest
 from .datasets import ROI_GROUPS  # the Glasser ROI groups are defined once, in datasets
 
 __all__ = ["generate", "cohort_root", "ROI_GROUPS", "ROI_SOURCES", "EV_MEDIAN", "GENERATOR",
-           "noise", "generate_movie", "movie_root", "movie_grid", "MOVIE_ROI_SOURCES", "MOVIE_EV_MEDIAN", "MOVIE_SOURCES"]
+           "noise", "generate_movie", "movie_root", "movie_grid", "frames_digest", "MOVIE_ROI_SOURCES", "MOVIE_EV_MEDIAN", "MOVIE_SOURCES"]
 
 log = logging.getLogger(__name__)
 
@@ -820,7 +820,8 @@ def _movie_sources(movies: dict, seed: int) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def _frames_digest(frames: np.ndarray) -> str:
+def frames_digest(frames: np.ndarray) -> str:
+    """The SHA-256 of a frame array's bytes: what a movie cohort records of its frames, to check them on loading."""
     import hashlib
 
     return hashlib.sha256(np.ascontiguousarray(frames).tobytes()).hexdigest()
@@ -850,7 +851,7 @@ def _write_movie_cohort(root: Path, seed: int) -> None:
         mv.words.to_csv(root / "stimuli" / f"{r}_words.tsv", sep="\t", index=False)
         mv.lines.to_csv(root / "stimuli" / f"{r}_lines.tsv", sep="\t", index=False)
         mv.shots.to_csv(root / "stimuli" / f"{r}_shots.tsv", sep="\t", index=False, float_format="%.17g")
-        digests[r] = _frames_digest(mv.frames)
+        digests[r] = frames_digest(mv.frames)
     sources = _movie_sources(movies, seed)
 
     vertices, roi_index, roi_names, hemi = _space(MOVIE_ROI_GROUPS)

@@ -303,18 +303,14 @@ def lora_config(rank: int = 8, alpha: float = 32, dropout: float = 0.1, layers: 
                       bias="none", **where)
 
 
-def _is_whisper(lm: models.LoadedModel) -> bool:
-    return bool(lm.spec.hub_id and lm.spec.hub_id.startswith("openai/whisper"))
-
-
 def _blocks(lm: models.LoadedModel) -> torch.nn.ModuleList:
-    return lm.model.layers if _is_whisper(lm) else lm.model.encoder.layers
+    return lm.model.layers if models.is_whisper(lm) else lm.model.encoder.layers
 
 
 def _state(lm: models.LoadedModel, clips: list[np.ndarray], k: int) -> torch.Tensor:
     """Hidden state ``k`` (the input to block ``k``) of equal-length clips, without gradients."""
     with torch.no_grad():
-        if _is_whisper(lm):
+        if models.is_whisper(lm):
             mel, n_frames = models.whisper_mel(lm, clips)
             return models.whisper_encoder_states(lm.model, mel, n_frames, n_blocks=k)[k]
         inputs = lm.processor(clips, sampling_rate=models.SPEECH_SR, return_tensors="pt")
@@ -327,7 +323,7 @@ def _last_state(lm: models.LoadedModel, hidden: torch.Tensor, k: int) -> torch.T
     for block in _blocks(lm)[k:]:
         hidden = block(hidden, None)
         hidden = hidden[0] if isinstance(hidden, tuple) else hidden  # some transformers versions return a tuple
-    if _is_whisper(lm):
+    if models.is_whisper(lm):
         return lm.model.layer_norm(hidden)
     return lm.model.encoder.layer_norm(hidden) if lm.model.config.do_stable_layer_norm else hidden
 
