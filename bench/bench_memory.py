@@ -37,6 +37,7 @@ from pathlib import Path
 import psutil
 
 from brainalign import launch
+from brainalign.cache import atomic_write
 from brainalign.cli import VALIDATION_FAILED
 from brainalign.runner import load_runs
 
@@ -145,6 +146,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             raise SystemExit(f"unknown notebook {name!r}; valid: {sorted(runs)}")
         if args.set_name not in runs[name]:
             raise SystemExit(f"unknown parameter set {args.set_name!r} for {name}; valid: {sorted(runs[name])}")
+    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"memory-{args.set_name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in notebooks:
         row = run_one(name, args.set_name, args.limit_mb, args.interval)
@@ -152,14 +155,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         peak = row.get("cgroup_peak_mb") or row["sampled_tree_peak_mb"]
         print(f"{name:36s} {args.set_name:8s} {row['status']:16s} peak {peak:5d} MB (kernel {row.get('kernel_peak_mb', '-')} MB)"
               f"  {row['wall_s']:7.1f} s  [{row['method']}, limit {args.limit_mb} MB]", flush=True)
-    record = {
-        "limit_mb": args.limit_mb, "set": args.set_name, "rows": rows,
-        "machine": {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-                    "cpu": platform.processor() or platform.machine(), "python": sys.version.split()[0]},
-    }
-    out = Path(args.out) if args.out else Path(__file__).parent / "results" / f"memory-{args.set_name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1) + "\n")
+        record = {
+            "limit_mb": args.limit_mb, "set": args.set_name, "rows": rows,
+            "machine": {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+                        "cpu": platform.processor() or platform.machine(), "python": sys.version.split()[0]},
+        }
+        # after every notebook: an interrupted run (the default sets take most of an hour) keeps what it measured
+        text = json.dumps(record, indent=1) + "\n"
+        atomic_write(out, lambda tmp, text=text: tmp.write_text(text))
     return rows
 
 
