@@ -10,10 +10,6 @@ from brainalign.results import declared, failed_validations
 from brainalign.runner import load_runs, run_notebook
 
 RUNS = load_runs()
-#: notebooks known to need more than a Binder session's memory in their smoke set when nothing is cached yet
-#: (04's smoke set peaked at 3.2 GB while it brain-tuned, 2.1 GB since tuning runs in micro-batches; bench/README.md);
-#: each is a bug to fix, and is reported as an expected failure whenever its peak is over the limit
-OVER_BINDER_MEMORY = {"04_multiparticipant_brain_tuning"}
 #: validations known to fail on the simulated cohort, each a bug still to fix, with what was found; a smoke run in
 #: which one of them fails is reported as an expected failure, after every other assertion has held
 KNOWN_FAILING = {
@@ -56,8 +52,6 @@ def test_notebook_smoke(study, tmp_path):
     assert failing <= known, failed_validations(c for c in result["checks"] if c["id"] not in known)
     # Binder gives a session 2 GB: the kernel's peak resident memory (recorded by the notebook) stays below it
     peak = result["peak_memory_mb"]
-    if study in OVER_BINDER_MEMORY and peak >= BINDER_MEMORY_MB:
-        pytest.xfail(f"{study} smoke peaks at {peak:.0f} MB, above Binder's {BINDER_MEMORY_MB} MB (bench/README.md)")
     assert peak < BINDER_MEMORY_MB, f"{study} smoke peaked at {peak:.0f} MB, above Binder's {BINDER_MEMORY_MB} MB"
     if failing:
         pytest.xfail(f"{study}: known failing validations {sorted(failing)} (KNOWN_FAILING)")
