@@ -75,13 +75,13 @@ def main(argv: list[str] | None = None) -> dict:
         return (time.perf_counter() - t) / args.steps
 
     with torch.inference_mode():
-        forward = timed(lambda: tuning._last_state(lm, tuning._state(lm, clips, 0), 0))
+        forward = timed(lambda: tuning.last_state_from(lm, tuning.hidden_state_at(lm, clips, 0), 0))
 
     def tuning_batch(first: int, prefix: torch.Tensor | None = None) -> tuple[float, int]:
         lm = models.load_model(args.model, device=args.device)  # a fresh copy for each set of adapters
         torch.manual_seed(0)
         layers = None if first == 0 else range(first, n_blocks)
-        net = tuning._Net(lm, args.voxels, tuning.lora_config(layers=layers), first).to(args.device)
+        net = tuning.TuningNet(lm, args.voxels, tuning.lora_config(layers=layers), first).to(args.device)
         opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-4)
         net.train()
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     tune, n_trainable = tuning_batch(0)
     first = n_blocks - int(args.lora_layers)
-    kept = tuning._state(lm, clips, first)
+    kept = tuning.hidden_state_at(lm, clips, first)
     tune_last, _ = tuning_batch(first, kept)
     per_window = tune / batch
     result = {

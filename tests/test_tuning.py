@@ -236,7 +236,7 @@ def test_blocks_run_from_a_frozen_state_give_the_last_state_of_wav2vec2_and_hube
         with torch.no_grad():
             want = lm.model(x).last_hidden_state
             for k in range(3):  # the input to each block
-                torch.testing.assert_close(tuning._last_state(lm, tuning._state(lm, clips, k), k), want)
+                torch.testing.assert_close(tuning.last_state_from(lm, tuning.hidden_state_at(lm, clips, k), k), want)
 
 
 def test_clear_errors(tmp_path, monkeypatch):

@@ -54,8 +54,8 @@ from .cache import Cache, atomic_write, digest
 from .config import release_memory
 
 __all__ = [
-    "LORA_TARGETS", "PHONE_CLASSES", "STRATEGIES", "TUNING_VERSION", "BrainTuner", "TuningData", "frame_phone_classes",
-    "lora_config", "phone_class", "tuning_data", "window_bounds",
+    "LORA_TARGETS", "PHONE_CLASSES", "STRATEGIES", "TUNING_VERSION", "BrainTuner", "TuningData", "TuningNet",
+    "frame_phone_classes", "hidden_state_at", "last_state_from", "lora_config", "phone_class", "tuning_data", "window_bounds",
 ]
 
 log = logging.getLogger(__name__)
@@ -307,8 +307,26 @@ def _blocks(lm: models.LoadedModel) -> torch.nn.ModuleList:
     return lm.model.layers if models.is_whisper(lm) else lm.model.encoder.layers
 
 
-def _state(lm: models.LoadedModel, clips: list[np.ndarray], k: int) -> torch.Tensor:
-    """Hidden state ``k`` (the input to block ``k``) of equal-length clips, without gradients."""
+def hidden_state_at(lm: models.LoadedModel, clips: list[np.ndarray], k: int) -> torch.Tensor:
+    """Hidden state ``k`` (the input to block ``k``) of equal-length clips, without gradients.
+
+    Everything before block ``k`` is frozen in brain-tuning from block ``k`` on,
+    so this state can be computed once per clip and kept (:class:`BrainTuner`
+    does, for the frozen prefix of every window).
+
+    Parameters
+    ----------
+    lm : LoadedModel
+        A speech model (wav2vec 2.0, HuBERT or Whisper's encoder).
+    clips : list of ndarray, each of shape (n_samples,)
+        Waveforms at ``models.SPEECH_SR``, all of one length.
+    k : int
+        0 (the feature encoder's output, or Whisper's convolutions and positions) up to the number of blocks.
+
+    Returns
+    -------
+    tensor of shape (n_clips, n_frames, dim)
+    """
     with torch.no_grad():
         if models.is_whisper(lm):
             mel, n_frames = models.whisper_mel(lm, clips)
@@ -318,8 +336,25 @@ def _state(lm: models.LoadedModel, clips: list[np.ndarray], k: int) -> torch.Ten
         return lm.model(x, output_hidden_states=True).hidden_states[k]
 
 
-def _last_state(lm: models.LoadedModel, hidden: torch.Tensor, k: int) -> torch.Tensor:
-    """The last hidden state, from state ``k``: blocks ``k, k + 1, ...`` and the final norm (with gradients)."""
+def last_state_from(lm: models.LoadedModel, hidden: torch.Tensor, k: int) -> torch.Tensor:
+    """The last hidden state, from state ``k``: blocks ``k, k + 1, ...`` and the final norm (with gradients).
+
+    ``last_state_from(lm, hidden_state_at(lm, clips, k), k)`` is the model's last
+    hidden state of ``clips`` for every ``k``.
+
+    Parameters
+    ----------
+    lm : LoadedModel
+        The speech model of :func:`hidden_state_at`.
+    hidden : tensor of shape (n_clips, n_frames, dim)
+        Hidden state ``k``.
+    k : int
+        Which state ``hidden`` is.
+
+    Returns
+    -------
+    tensor of shape (n_clips, n_frames, dim)
+    """
     for block in _blocks(lm)[k:]:
         hidden = block(hidden, None)
         hidden = hidden[0] if isinstance(hidden, tuple) else hidden  # some transformers versions return a tuple
@@ -328,7 +363,7 @@ def _last_state(lm: models.LoadedModel, hidden: torch.Tensor, k: int) -> torch.T
     return lm.model.encoder.layer_norm(hidden) if lm.model.config.do_stable_layer_norm else hidden
 
 
-class _Net(torch.nn.Module):
+class TuningNet(torch.nn.Module):
     """Speech model with LoRA adapters on blocks ``first, ...``, mean pooling of the last state, a shared linear head.
 
     Everything before block ``first`` is frozen, so its output (:meth:`prefix`)
@@ -349,12 +384,12 @@ class _Net(torch.nn.Module):
         training = self.training
         self.eval()
         try:
-            return _state(self.lm, clips, self.first)
+            return hidden_state_at(self.lm, clips, self.first)
         finally:
             self.train(training)
 
     def forward(self, prefix: torch.Tensor) -> torch.Tensor:
-        return self.head(_last_state(self.lm, prefix, self.first).float().mean(dim=1))
+        return self.head(last_state_from(self.lm, prefix, self.first).float().mean(dim=1))
 
     def trainable(self) -> dict[str, torch.nn.Parameter]:
         return {n: p for n, p in self.named_parameters() if p.requires_grad}
@@ -538,7 +573,7 @@ class BrainTuner:
             torch.manual_seed(int(self.seed))
             first = 0 if self.lora_layers is None else lm.spec.n_layers - int(self.lora_layers)
             config = lora_config(self.rank, self.alpha, self.dropout, None if first == 0 else range(first, lm.spec.n_layers))
-            self.net_ = _Net(lm, data.n_voxels, config, first).to(self.device)
+            self.net_ = TuningNet(lm, data.n_voxels, config, first).to(self.device)
             self._store, self._slots, self._keep = None, {}, None
             self._train(data, refit)
         self._store, self._slots = None, {}  # only training reads them
