@@ -454,6 +454,16 @@ def test_narratives_words_relative_to_story_onset_with_unaligned_words_interpola
     assert words["onset"].iloc[5] == pytest.approx(23.00 - start)
 
 
+def test_narratives_words_keep_the_texts_order_where_gentles_onsets_go_backwards(narratives):
+    # as in 21styear's alignment, where sorting by onset turned "the last twenty five" into "the twenty last five"
+    (narratives / "stimuli" / "gentle" / "21styear" / "align.csv").write_text(
+        "the,the,21.0,21.2\nlast,last,21.3,21.5\ntwenty,twenty,20.4,20.7\nfive,five,21.9,22.2\n")
+    words = Narratives(narratives).words("21styear")
+    assert list(words["word"]) == ["the", "last", "twenty", "five"]
+    assert (np.diff(words["onset"]) > 0).all()
+    assert words["onset"].iloc[2] == pytest.approx((21.3 + 21.9) / 2 - NARR_ONSET * 1.5)
+
+
 def test_narratives_task_with_two_stories_and_repeated_scans(narratives):
     ds = Narratives(narratives)
     slum, reach = ds.words("slumlord"), ds.words("reach")

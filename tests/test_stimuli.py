@@ -162,6 +162,13 @@ def test_align_csv_interpolates_unaligned(tmp_path):
     assert list(words["word"]) == ["I", "was", "nan", "born"]  # words kept verbatim, even "nan"
     np.testing.assert_allclose(words["onset"], [0.5, 0.7, 0.9, 1.1])
     np.testing.assert_allclose(words["offset"], [0.7, 0.9666667, 1.2333333, 1.5], rtol=1e-6)
+    # gentle's onsets go backwards in places: the text's order is kept, the out-of-order time is dropped
+    (tmp_path / "back.csv").write_text("the,the,10.0,10.2\nlast,last,10.3,10.5\ntwenty,twenty,9.0,9.3\n"
+                                       "five,five,10.9,11.2\nyears,years,50.0,50.4\nago,ago,11.5,11.9\n")
+    back = read_align_csv(tmp_path / "back.csv")
+    assert list(back["word"]) == ["the", "last", "twenty", "five", "years", "ago"]
+    np.testing.assert_allclose(back["onset"], [10.0, 10.3, 10.6, 10.9, 11.2, 11.5])
+    np.testing.assert_allclose(back["offset"], [10.2, 10.5, 10.85, 11.2, 11.55, 11.9])
     (tmp_path / "bad.csv").write_text("I,i,0.5,soon\n")
     with pytest.raises(ValueError, match="'soon'"):
         read_align_csv(tmp_path / "bad.csv")
@@ -233,3 +240,20 @@ def test_speech_needs_espeakng_loader(monkeypatch):
     monkeypatch.setitem(sys.modules, "espeakng_loader", None)  # makes the import fail
     with pytest.raises(RuntimeError, match="pip install espeakng-loader"):
         synthesize_speech("hello")
+
+
+def test_longest_nondecreasing_run_is_longest_and_in_order():
+    from brainalign.stimuli import _longest_nondecreasing
+
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 2, 7, 30):
+        for _ in range(20):
+            values = rng.integers(0, 6, n).astype(float)
+            keep = _longest_nondecreasing(values)
+            assert (np.diff(values[keep]) >= 0).all()
+            best = [1] * n  # the O(n^2) dynamic programme
+            for i in range(n):
+                for j in range(i):
+                    if values[j] <= values[i]:
+                        best[i] = max(best[i], best[j] + 1)
+            assert keep.sum() == max(best, default=0)

@@ -841,7 +841,7 @@ class Narratives(Dataset):
             words = words[(words["onset"] >= lo) & (words["onset"] < hi)]
         start = onset * self.tr
         words = words.assign(onset=words["onset"] - start, offset=words["offset"] - start)
-        return words.sort_values("onset", kind="stable").reset_index(drop=True)
+        return words.reset_index(drop=True)  # in the text's order: read_align_csv keeps it, its onsets repaired
 
     def _read_scan(self, left: Path, run: str) -> np.ndarray:
         import nibabel as nib

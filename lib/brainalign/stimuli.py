@@ -36,6 +36,7 @@ at FIR delay ``k`` (the simulated cohorts are generated on them).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import csv
 import ctypes
@@ -215,11 +216,16 @@ def read_align_csv(path: str | os.PathLike) -> pd.DataFrame:
     Returns
     -------
     DataFrame with columns ``word`` (the transcript word, column 0), ``onset``
-    and ``offset`` (float seconds), one row per line of the file. Missing times
-    are filled by linear interpolation over the word index between the nearest
+    and ``offset`` (float seconds), one row per line of the file, in the file's
+    (the text's) order. Gentle's onsets go backwards in a few places; sorting
+    by onset would move words out of their sentences, so the order is kept and
+    the times are repaired instead: the aligned words whose onsets keep to the
+    text's order (the longest run of the file's onsets that never decreases)
+    keep their times, and the others count as unaligned. Missing times are
+    filled by linear interpolation over the word index between the nearest
     aligned words before and after (onsets and offsets separately); unaligned
     words before the first or after the last aligned word take that word's
-    times.
+    times. No offset is before its onset.
     """
     path = Path(path)
     if not path.is_file():
@@ -242,9 +248,30 @@ def read_align_csv(path: str | os.PathLike) -> pd.DataFrame:
     if not known.any():
         raise ValueError(f"{path}: no word is aligned")
     index = np.arange(len(rows))
+    known[index[known][~_longest_nondecreasing(onset[known])]] = False
     onset = np.interp(index, index[known], onset[known])
-    offset = np.interp(index, index[known], offset[known])
+    offset = np.maximum(np.interp(index, index[known], offset[known]), onset)
     return pd.DataFrame({"word": words, "onset": onset, "offset": offset})
+
+
+def _longest_nondecreasing(values: np.ndarray) -> np.ndarray:
+    """Mask of a longest subsequence of ``values`` that never decreases (patience sorting, O(n log n))."""
+    tails: list[float] = []  # tails[k]: the smallest last value of a kept run of length k + 1
+    ends: list[int] = []     # the index of that value
+    before = np.full(len(values), -1)
+    for i, value in enumerate(values):
+        k = bisect.bisect_right(tails, value)
+        if k == len(tails):
+            tails.append(value)
+            ends.append(i)
+        else:
+            tails[k], ends[k] = value, i
+        before[i] = ends[k - 1] if k else -1
+    keep = np.zeros(len(values), dtype=bool)
+    i = ends[-1] if ends else -1
+    while i >= 0:
+        keep[i], i = True, before[i]
+    return keep
 
 
 # -- the time base: volumes, sampling times, words -------------------------------
