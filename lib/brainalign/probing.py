@@ -1,11 +1,19 @@
 """Probing: linguistic property labels for every word, linear probes, SentEval files.
 
 The six sentence-level properties of :mod:`brainalign.linguistics` are turned
-into classes as Oota et al. (2023) did: numeric properties (sentence length,
-tree depth) are cut into ``n_bins`` classes of about equal size over the words;
-top constituents keeps its ``n_top_constituents`` most frequent patterns and
+into classes by one of two schemes (:data:`CLASS_SCHEMES`). ``"study"`` uses
+the fixed classes of the label file Oota et al. (2023) released: sentence
+length 1-4, 5-8 and 9+ words; tree depth at most 5, 6 and at least 7; top
+constituents "NP VP" against anything else (:data:`STUDY_BINS`,
+:data:`STUDY_TOP_CONSTITUENTS`; how the dependency parse gives these classes:
+:mod:`brainalign.linguistics`).
+``"quantiles"`` fits the classes to the text at hand: numeric properties
+are cut into ``n_bins`` classes of about equal size over the words, and top
+constituents keeps its ``n_top_constituents`` most frequent patterns and
 pools the rest as ``OTHER`` (the SentEval scheme, at the size of a story);
-tense, subject number and object number keep their categories. Labels are
+a story-sized text, and a dependency depth rather than the study's
+constituency depth, would leave the study's bins very unequal. Tense,
+subject number and object number keep their categories in both. Labels are
 sentence-level and broadcast to every word of the sentence.
 
 A probe is a linear classifier (a ridge classifier on standardised
@@ -29,8 +37,17 @@ from .cache import atomic_write
 from .encoding import contiguous_folds
 from .linguistics import PROPERTIES, annotate_words
 
-__all__ = ["PROPERTIES", "check_properties", "annotate_runs", "property_labels", "probe_predictions", "probe_scores",
-           "probe_accuracy", "GramRidgeClassifier", "write_senteval", "SENTEVAL_NAMES"]
+__all__ = ["CLASS_SCHEMES", "PROPERTIES", "STUDY_BINS", "STUDY_TOP_CONSTITUENTS", "check_properties", "annotate_runs",
+           "property_labels", "probe_predictions", "probe_scores", "probe_accuracy", "GramRidgeClassifier", "write_senteval",
+           "SENTEVAL_NAMES"]
+
+#: how the numeric and pattern properties become classes (see the module docstring)
+CLASS_SCHEMES = ("quantiles", "study")
+#: the study's classes of the numeric properties (Oota et al. 2023, their released label file):
+#: the inclusive upper bounds of the first two classes, and the three classes' names
+STUDY_BINS = {"sentence_length": ((4, 8), ("1-4", "5-8", "9+")), "tree_depth": ((5, 6), ("1-5", "6", "7+"))}
+#: the study's top-constituent class against all others (``np_vp`` of :func:`brainalign.linguistics.annotate_words`)
+STUDY_TOP_CONSTITUENTS = "NP_VP"
 
 #: the SentEval file name of each property
 SENTEVAL_NAMES = {
@@ -76,6 +93,7 @@ def property_labels(
     properties: Sequence[str] | None = None,
     n_bins: int = 3,
     n_top_constituents: int = 5,
+    classes: str = "quantiles",
 ) -> pd.DataFrame:
     """Class labels (strings) of every word for each property.
 
@@ -86,20 +104,34 @@ def property_labels(
     properties : sequence of str, optional
         Properties to label (all six by default).
     n_bins : int
-        Classes of the numeric properties (quantiles over words; ties can make fewer).
+        ``classes="quantiles"``: classes of the numeric properties (quantiles over words; ties can make fewer).
     n_top_constituents : int
-        Top-constituent patterns kept as classes; the rest become ``OTHER``.
+        ``classes="quantiles"``: top-constituent patterns kept as classes; the rest become ``OTHER``.
+    classes : {"quantiles", "study"}
+        The scheme (:data:`CLASS_SCHEMES`): classes fitted to these words, or the study's fixed
+        classes (:data:`STUDY_BINS`: ``"1-4"``, ``"5-8"``, ``"9+"`` words; depth ``"1-5"``,
+        ``"6"``, ``"7+"``; top constituents ``"NP_VP"`` or ``"OTHER"``).
 
     Returns
     -------
     DataFrame with one column per property, one row per word.
     """
+    if classes not in CLASS_SCHEMES:
+        raise ValueError(f"unknown class scheme {classes!r}; valid: {list(CLASS_SCHEMES)}")
     out = {}
     for prop in check_properties(properties):
         values = annotations[prop]
-        if prop in ("sentence_length", "tree_depth"):
+        if prop in ("sentence_length", "tree_depth") and classes == "study":
+            bounds, names = STUDY_BINS[prop]
+            out[prop] = [names[i] for i in np.searchsorted(bounds, values.to_numpy(), side="left")]
+        elif prop in ("sentence_length", "tree_depth"):
             bins = pd.qcut(values.astype(float), n_bins, duplicates="drop")
             out[prop] = [f"{int(np.floor(iv.left)) + 1}-{int(iv.right)}" for iv in bins]
+        elif prop == "top_constituents" and classes == "study":
+            if "np_vp" not in annotations:
+                raise ValueError("the study's top-constituent classes need the annotations' np_vp column "
+                                 "(from linguistics.annotate_words or probing.annotate_runs)")
+            out[prop] = np.where(annotations["np_vp"].to_numpy(bool), STUDY_TOP_CONSTITUENTS, "OTHER").tolist()
         elif prop == "top_constituents":
             keep = values.value_counts().index[:n_top_constituents]
             out[prop] = values.where(values.isin(keep), "OTHER").to_list()
