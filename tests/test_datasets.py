@@ -149,9 +149,11 @@ def narratives(tmp_path):
     (gentle / "21styear").mkdir(parents=True)
     (gentle / "21styear" / "align.csv").write_text(
         "So,so,21.22,21.50\nthe,the,21.60,21.80\num,,,\nstory,story,22.40,22.90\ngoes,goes,23.00,23.30\nend,,,\n")
+    (gentle / "21styear" / "transcript.txt").write_text("So the, um... story goes.\n\n(end)\n")
     (gentle / "slumlordreach").mkdir()
     (gentle / "slumlordreach" / "align.csv").write_text(
         "one,one,7.0,7.4\ntwo,two,10.0,10.3\nthree,three,30.0,30.5\nfour,four,40.0,40.2\nfive,five,50.0,50.4\nsix,six,60.0,60.4\n")
+    (gentle / "slumlordreach" / "transcript.txt").write_text("one, two, three. four, five, six.\n")
     func = root / "derivatives" / "afni-nosmooth"
     for sub in ("sub-001", "sub-002"):
         for hemi, sign in (("L", 1.0), ("R", -1.0)):
@@ -445,6 +447,7 @@ def test_narratives_words_relative_to_story_onset_with_unaligned_words_interpola
     ds = Narratives(narratives)
     words = ds.words("21styear")
     assert list(words["word"]) == ["So", "the", "um", "story", "goes", "end"]  # no word dropped
+    assert list(words["written"]) == ["So", "the,", "um...", "story", "goes.", "(end)"]  # the transcript's punctuation
     start = NARR_ONSET * 1.5  # 21 s: the story onset in the scan
     assert words["onset"].iloc[0] == pytest.approx(21.22 - start)
     # "um" lies between "the" (21.60) and "story" (22.40): linear interpolation over the word index
@@ -456,12 +459,21 @@ def test_narratives_words_relative_to_story_onset_with_unaligned_words_interpola
 
 def test_narratives_words_keep_the_texts_order_where_gentles_onsets_go_backwards(narratives):
     # as in 21styear's alignment, where sorting by onset turned "the last twenty five" into "the twenty last five"
-    (narratives / "stimuli" / "gentle" / "21styear" / "align.csv").write_text(
-        "the,the,21.0,21.2\nlast,last,21.3,21.5\ntwenty,twenty,20.4,20.7\nfive,five,21.9,22.2\n")
+    story = narratives / "stimuli" / "gentle" / "21styear"
+    (story / "align.csv").write_text("the,the,21.0,21.2\nlast,last,21.3,21.5\ntwenty,twenty,20.4,20.7\nfive,five,21.9,22.2\n")
+    (story / "transcript.txt").write_text("The last twenty-five.")
+    with pytest.raises(ValueError, match=r"transcript.txt does not match .*align.csv: word 1 is 'The' in the transcript "
+                                         r"and 'the' in row 1"):
+        Narratives(narratives).words("21styear")
+    (story / "transcript.txt").write_text("the last twenty-five.")
     words = Narratives(narratives).words("21styear")
     assert list(words["word"]) == ["the", "last", "twenty", "five"]
+    assert list(words["written"]) == ["the", "last", "twenty-", "five."]
     assert (np.diff(words["onset"]) > 0).all()
     assert words["onset"].iloc[2] == pytest.approx((21.3 + 21.9) / 2 - NARR_ONSET * 1.5)
+    (story / "transcript.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="transcript.txt is missing.*brainalign data fetch narratives --runs 21styear"):
+        Narratives(narratives).words("21styear")
 
 
 def test_narratives_task_with_two_stories_and_repeated_scans(narratives):

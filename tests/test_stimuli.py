@@ -169,6 +169,16 @@ def test_align_csv_interpolates_unaligned(tmp_path):
     assert list(back["word"]) == ["the", "last", "twenty", "five", "years", "ago"]
     np.testing.assert_allclose(back["onset"], [10.0, 10.3, 10.6, 10.9, 11.2, 11.5])
     np.testing.assert_allclose(back["offset"], [10.2, 10.5, 10.85, 11.2, 11.55, 11.9])
+    # the transcript gentle aligned puts the punctuation back: what follows a word up to a space is its own,
+    # what opens the next word after a space is the next word's; a hyphen stays with the word before it
+    (tmp_path / "transcript.txt").write_text('"Well," she said -- the last twenty-five years... Don\'t go!\n(Really.)\n')
+    tokens = ["Well", "she", "said", "the", "last", "twenty", "five", "years", "Don't", "go", "Really"]
+    (tmp_path / "t.csv").write_text("".join(f"{w},{w.lower()},{i},{i + 0.5}\n" for i, w in enumerate(tokens)))
+    written = read_align_csv(tmp_path / "t.csv", tmp_path / "transcript.txt")["written"]
+    assert list(written) == ['"Well,"', "she", "said", "the", "last", "twenty-", "five", "years...", "Don't", "go!", "(Really.)"]
+    (tmp_path / "transcript.txt").write_text("Well she said the last twenty five years")
+    with pytest.raises(ValueError, match=r"has 8 words and .*t.csv 11 rows"):
+        read_align_csv(tmp_path / "t.csv", tmp_path / "transcript.txt")
     (tmp_path / "bad.csv").write_text("I,i,0.5,soon\n")
     with pytest.raises(ValueError, match="'soon'"):
         read_align_csv(tmp_path / "bad.csv")

@@ -312,7 +312,11 @@ class Dataset(ABC):
 
     @abstractmethod
     def words(self, run: str) -> pd.DataFrame:
-        """Words of a run: columns ``word, onset, offset`` (seconds from stimulus onset)."""
+        """Words of a run: columns ``word, onset, offset`` (seconds from stimulus onset).
+
+        A dataset whose ``word`` lacks the text's punctuation adds ``written``, the word as the
+        text writes it (with its punctuation), where sentences can be told apart.
+        """
 
     @abstractmethod
     def tr_times(self, run: str) -> np.ndarray:
@@ -734,6 +738,7 @@ class Narratives(Dataset):
         code/event_meta.json        task -> story -> {onset, duration} in TRs (story onset within the scan)
         code/scan_exclude.json      scans the authors exclude (optional; applied unless exclude=False)
         stimuli/gentle/<task>/align.csv   gentle alignment: word, aligned word, onset, offset (s); no header
+        stimuli/gentle/<task>/transcript.txt   the punctuated transcript gentle aligned
         derivatives/<pipeline>/sub-XXX/func/
             sub-XXX_task-<task>[_run-N]_space-fsaverage6_hemi-{L,R}_desc-clean.func.gii   one data array per TR
         derivatives/<pipeline>/tpl-fsaverage6/
@@ -752,7 +757,11 @@ class Narratives(Dataset):
     "onset"``), as Study 1's code interpolates word features to them.
     Words gentle could not align (empty times in ``align.csv``) get times
     interpolated linearly over the word index between their aligned neighbours
-    (``brainalign.stimuli.read_align_csv``); no word is dropped. In a task with
+    (``brainalign.stimuli.read_align_csv``); no word is dropped, and the words
+    keep the text's order (gentle's onsets that go backwards are repaired, not
+    sorted). ``word`` is gentle's word, without punctuation, as the studies'
+    models read it; ``written`` adds the transcript's punctuation, where a
+    sentence ends (Study 1 splits sentences there). In a task with
     several stories, a story's words are those with onsets after the end of the
     previous story and before the end of this one.
 
@@ -832,7 +841,13 @@ class Narratives(Dataset):
 
         self._check(run=run)
         task, onset, duration = self._story[run]
-        words = read_align_csv(self._align_path(task))
+        align = self._align_path(task)
+        transcript = align.with_name("transcript.txt")
+        if not transcript.is_file():
+            raise FileNotFoundError(
+                f"{transcript} is missing: the punctuated transcript beside {align.name}, where the words' sentences "
+                f"are found; `brainalign data fetch narratives --runs {task}` fetches both")
+        words = read_align_csv(align, transcript)
         siblings = sorted((o, o + d, s) for s, (t, o, d) in self._story.items() if t == task)
         if len(siblings) > 1:
             i = [s for _, _, s in siblings].index(run)

@@ -43,6 +43,7 @@ import ctypes
 import functools
 import html
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -58,6 +59,7 @@ from .cache import atomic_write
 
 __all__ = [
     "DIALOGUE",
+    "GENTLE_WORD",
     "MOVIE_FACES",
     "MOVIE_IMAGES",
     "MOVIE_VOICES",
@@ -201,22 +203,35 @@ def write_textgrid(
     return atomic_write(path, lambda tmp: tg.save(str(tmp), format="long_textgrid", includeBlankSpaces=True))
 
 
-def read_align_csv(path: str | os.PathLike) -> pd.DataFrame:
+#: a word of a transcript as gentle cuts it (its ``MetaSentence``): letters, digits and underscores, with
+#: apostrophes inside (``don't``); hyphens, punctuation and spaces separate words
+GENTLE_WORD = re.compile(r"(?:\w|[’']\w)+")
+
+
+def read_align_csv(path: str | os.PathLike, transcript: str | os.PathLike | None = None) -> pd.DataFrame:
     """Read a gentle forced alignment (the ``align.csv`` files of Narratives).
 
     The file has no header and four columns: the transcript word, the word
     gentle aligned, its onset and its offset in seconds; words gentle could not
-    align have empty times.
+    align have empty times. Gentle writes one row for every word of the
+    transcript (:data:`GENTLE_WORD`), in order, and no punctuation.
 
     Parameters
     ----------
     path : path
         The ``align.csv`` file.
+    transcript : path, optional
+        The transcript gentle aligned (``transcript.txt`` beside ``align.csv``):
+        its punctuation is put back on the words, in the column ``written``
+        (``"Yes,"``, ``"\"Well"``, ``"twenty-"``: what comes after a word up to
+        the next space or word belongs to it, and what opens the next word after a
+        space belongs to that one), so that sentences can be told apart.
 
     Returns
     -------
     DataFrame with columns ``word`` (the transcript word, column 0), ``onset``
-    and ``offset`` (float seconds), one row per line of the file, in the file's
+    and ``offset`` (float seconds), and ``written`` with a transcript, one row
+    per line of the file, in the file's
     (the text's) order. Gentle's onsets go backwards in a few places; sorting
     by onset would move words out of their sentences, so the order is kept and
     the times are repaired instead: the aligned words whose onsets keep to the
@@ -226,6 +241,13 @@ def read_align_csv(path: str | os.PathLike) -> pd.DataFrame:
     aligned words before and after (onsets and offsets separately); unaligned
     words before the first or after the last aligned word take that word's
     times. No offset is before its onset.
+
+    Raises
+    ------
+    ValueError
+        When the transcript's words are not the alignment's (another story, or
+        another version of the transcript): the message names the first row that
+        differs.
     """
     path = Path(path)
     if not path.is_file():
@@ -251,7 +273,42 @@ def read_align_csv(path: str | os.PathLike) -> pd.DataFrame:
     known[index[known][~_longest_nondecreasing(onset[known])]] = False
     onset = np.interp(index, index[known], onset[known])
     offset = np.maximum(np.interp(index, index[known], offset[known]), onset)
-    return pd.DataFrame({"word": words, "onset": onset, "offset": offset})
+    table = pd.DataFrame({"word": words, "onset": onset, "offset": offset})
+    if transcript is not None:
+        table["written"] = _punctuated(words, Path(transcript), path)
+    return table
+
+
+def _punctuated(words: list[str], transcript: Path, align: Path) -> list[str]:
+    """The words of an alignment with the transcript's punctuation around them."""
+    if not transcript.is_file():
+        raise FileNotFoundError(f"transcript not found: {transcript}")
+    text = transcript.read_text(encoding="utf-8")
+    spans = [m.span() for m in GENTLE_WORD.finditer(text)]
+    for i, ((start, end), word) in enumerate(zip(spans, words)):
+        if text[start:end] != word:
+            raise ValueError(f"{transcript} does not match {align}: word {i + 1} is {text[start:end]!r} in the "
+                             f"transcript and {word!r} in row {i + 1} of the alignment; use the transcript gentle aligned")
+    if len(spans) != len(words):
+        raise ValueError(f"{transcript} has {len(spans)} words and {align} {len(words)} rows; "
+                         "use the transcript gentle aligned")
+    gaps = [text[end:start] for (_, end), (start, _) in zip(spans, spans[1:])]
+    lead = [_split_gap(" " + text[: spans[0][0]])[1]]
+    trail = []
+    for gap in gaps:
+        after, before = _split_gap(gap)
+        trail.append(after)
+        lead.append(before)
+    trail.append(_split_gap(text[spans[-1][1]:] + " ")[0])
+    return [f"{a}{text[start:end]}{b}" for a, (start, end), b in zip(lead, spans, trail)]
+
+
+def _split_gap(gap: str) -> tuple[str, str]:
+    """The text between two words: what ends the first (up to a space), and what opens the second (after the last)."""
+    spaces = [i for i, c in enumerate(gap) if c.isspace()]
+    if not spaces:
+        return gap, ""  # "twenty-five": the hyphen stays with the word before
+    return gap[: spaces[0]], gap[spaces[-1] + 1:]
 
 
 def _longest_nondecreasing(values: np.ndarray) -> np.ndarray:
