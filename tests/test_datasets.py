@@ -476,6 +476,30 @@ def test_narratives_words_keep_the_texts_order_where_gentles_onsets_go_backwards
         Narratives(narratives).words("21styear")
 
 
+def test_study_one_labels_a_narratives_story_by_the_transcripts_sentences_and_the_studys_classes(narratives):
+    from brainalign import probing
+    from brainalign.stimuli import GENTLE_WORD
+
+    story = narratives / "stimuli" / "gentle" / "21styear"
+    text = ("Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse, "
+            "I thought I would sail about a little. The old man saw the whale.")
+    (story / "transcript.txt").write_text(text + "\n")
+    tokens = [m.group() for m in GENTLE_WORD.finditer(text)]  # gentle's rows: no punctuation, so no sentence ends
+    (story / "align.csv").write_text("".join(f"{w},{w.lower()},{22 + 0.3 * i:.2f},{22.2 + 0.3 * i:.2f}\n"
+                                             for i, w in enumerate(tokens)))
+    words = Narratives(narratives).words("21styear")
+    assert list(words["word"]) == tokens
+    annotations = probing.annotate_runs({"21styear": list(words["written"])})
+    labels = probing.property_labels(annotations, ["sentence_length", "top_constituents", "tense"], classes="study")
+    first = annotations.groupby("sentence").head(1).index
+    # by hand: 3 words, present, a bare VP (an imperative); 24 words, past, opened by an adverbial phrase; 6 words, past, NP VP
+    assert annotations["sentence"].nunique() == 3
+    assert list(annotations.loc[first, "sentence_length"]) == [3, 24, 6]
+    assert list(labels.loc[first, "sentence_length"]) == ["1-4", "9+", "5-8"]
+    assert list(labels.loc[first, "tense"]) == ["PRES", "PAST", "PAST"]
+    assert list(labels.loc[first, "top_constituents"]) == ["OTHER", "OTHER", "NP_VP"]
+
+
 def test_narratives_task_with_two_stories_and_repeated_scans(narratives):
     ds = Narratives(narratives)
     slum, reach = ds.words("slumlord"), ds.words("reach")
