@@ -61,6 +61,7 @@ bench: venv
 	$(BIN)/python bench/bench_media.py
 	$(BIN)/python bench/bench_tuning.py
 	$(BIN)/python bench/bench_memory.py
+	$(BIN)/python bench/bench_memory.py --setup
 	$(BIN)/python bench/bench_sweep.py
 	$(BIN)/python bench/bench_calibration.py
 
