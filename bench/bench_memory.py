@@ -22,8 +22,8 @@ a temporary folder, under that limit, enforced one of two ways:
     its results json) and that of the largest process of the tree (from ``wait4``).
 
 ``--setup`` measures, instead of notebooks, what Binder runs once when it builds the
-image: the ``brainalign`` commands of ``postBuild`` (both simulated cohorts, then every
-packaged model's conversion), in order, in one fresh data home, so every cache is cold.
+image: the ``brainalign`` commands of ``postBuild`` (every packaged model's conversion,
+then both simulated cohorts), in order, in one fresh data home, so every cache is cold.
 
 This is a budget check, not a speed claim: there is no baseline to compare with.
 """
@@ -154,7 +154,7 @@ def run_one(notebook: str, set_name: str, limit_mb: int, interval: float) -> dic
 
 
 def setup_steps() -> list[list[str]]:
-    """The ``brainalign`` commands of Binder's ``postBuild``, in order (cohorts, model conversions)."""
+    """The ``brainalign`` commands of Binder's ``postBuild``, in order."""
     lines = (ROOT / "postBuild").read_text().splitlines()
     return [line.split() for line in lines if line.startswith("brainalign ")]
 

@@ -10,9 +10,11 @@ constituents "NP VP" against anything else (:data:`STUDY_BINS`,
 ``"quantiles"`` fits the classes to the text at hand: numeric properties
 are cut into ``n_bins`` classes of about equal size over the words, and top
 constituents keeps its ``n_top_constituents`` most frequent patterns and
-pools the rest as ``OTHER`` (the SentEval scheme, at the size of a story);
-a story-sized text, and a dependency depth rather than the study's
-constituency depth, would leave the study's bins very unequal. Tense,
+pools the rest as ``OTHER`` (the SentEval scheme, at the size of a story).
+The study's bins suit its story; on other texts they can be very unequal (the
+simulated cohort's long literary sentences would put 96% of its words in
+"9+"), and the depth here is a dependency depth, not the study's
+constituency depth. Tense,
 subject number and object number keep their categories in both. Labels are
 sentence-level and broadcast to every word of the sentence.
 

@@ -230,9 +230,9 @@ def read_align_csv(path: str | os.PathLike, transcript: str | os.PathLike | None
     Returns
     -------
     DataFrame with columns ``word`` (the transcript word, column 0), ``onset``
-    and ``offset`` (float seconds), and ``written`` with a transcript, one row
-    per line of the file, in the file's
-    (the text's) order. Gentle's onsets go backwards in a few places; sorting
+    and ``offset`` (float seconds), and ``written`` when a transcript is given;
+    one row per line of the file, in the file's (the text's) order. Gentle's
+    onsets go backwards in a few places; sorting
     by onset would move words out of their sentences, so the order is kept and
     the times are repaired instead: the aligned words whose onsets keep to the
     text's order (the longest run of the file's onsets that never decreases)
