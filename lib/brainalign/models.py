@@ -419,7 +419,8 @@ def convert_gguf(gguf: Path, dest: Path) -> None:
     reader = GGUFReader(gguf)
     field = reader.fields["general.architecture"]
     architecture = bytes(field.parts[field.data[0]]).decode()
-    processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=hf_config.to_dict())
+    settings = hf_config.to_dict()
+    processor = TENSOR_PROCESSORS.get(architecture, TensorProcessor)(config=settings)
     names = get_gguf_hf_weights_map(skeleton, processor)
     tensors = [(t, names[t.name]) for t in reader.tensors if t.name in names]
     # the reader's parsed metadata (the vocabulary: one small array per token) is no longer
@@ -442,7 +443,7 @@ def convert_gguf(gguf: Path, dest: Path) -> None:
         f.write(struct.pack("<Q", len(text)) + text)
         for tensor, name in tensors:
             weights = processor.process(weights=_dequantised(tensor), name=tensor.name, tensor_key_mapping=names,
-                                        parsed_parameters={"config": hf_config.to_dict(), "tensors": {}}).weights
+                                        parsed_parameters={"config": settings, "tensors": {}}).weights
             weights = np.ascontiguousarray(weights, dtype="<f4")
             if weights.shape != shapes[name]:
                 raise ValueError(f"{gguf.name}: tensor {tensor.name} has shape {weights.shape}, "
