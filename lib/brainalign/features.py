@@ -24,13 +24,14 @@ Speech and vision models (``models.MODELS`` kinds ``"speech"`` and
 (pooled per-frame states of a movie's frames), both resampled to the TRs
 and cached like the word features. :func:`av_tr_features` gives an
 audio-video model's states over one window per TR (the instruction-conditioned
-states of Study 6 are in :mod:`brainalign.instruct`).
+states of Study 6 are in :mod:`brainalign.instruct`). The module is longer than most
+because they share the word features' cache key, layer check and one resolution of a
+model name (:func:`cached_layers`).
 
-Cost on the simulated movie cohort (7 episodes, 635 s, 3200 frames; see the
-functions' docstrings): Whisper windows of 16 s cost ~0.23 s each on one
-core, so ``speech_tr_features`` with ``stride=0.1`` costs ~2.5 s per second
-of audio, and with ``stride`` equal to the TR (1.49 s) ~15x less: the TR is
-the default of the notebooks' default sets, 0.1 s that of the ``paper`` sets.
+Cost on the simulated movie cohort (7 episodes, 635 s, 3200 frames): Whisper windows of
+16 s cost ~0.23 s each on one core, so ``speech_tr_features`` with ``stride=0.1`` costs
+~2.5 s per second of audio, and with ``stride`` equal to the TR (1.49 s) ~15x less: the
+TR is the default of the notebooks' default sets, 0.1 s that of the ``paper`` sets.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import torch
 
 from .cache import Cache
 from .config import release_memory
-from .models import SPEECH_SR, TEXT_KINDS, LoadedModel, get_spec, load_model, model_names, revision
+from .models import SPEECH_SR, TEXT_KINDS, LoadedModel, ModelSpec, load_model, model_names, resolve, revision
 
 __all__ = [
     "SPEECH_VERSION", "SPEECH_WINDOW_BATCH", "VERSION", "av_tr_features", "cached_layers", "check_times", "frame_states",
@@ -122,32 +123,24 @@ def _forward(lm: LoadedModel, input_ids: torch.Tensor, attention_mask: torch.Ten
 
 
 def _no_tokens_error(words: list[str], i: int, lm: LoadedModel) -> ValueError:
-    return ValueError(
-        f"word {i} ({words[i]!r}) gives no tokens with the {lm.spec.name!r} tokenizer "
-        "(e.g. only characters it drops); remove or replace it"
-    )
+    return ValueError(f"word {i} ({words[i]!r}) gives no tokens with the {lm.spec.name!r} tokenizer "
+                      "(e.g. only characters it drops); remove or replace it")
 
 
-def _resolve_model(model: str | LoadedModel) -> tuple[str, str, str, int]:
-    """Name, revision, dtype and number of hidden states, without loading a model given by name."""
+def _resolve_model(model: str | ModelSpec | LoadedModel) -> tuple[ModelSpec, str, str]:
+    """Spec, revision and dtype of ``model``: a name is resolved here, once, and nothing is loaded."""
     if isinstance(model, LoadedModel):
-        dtype = str(next(model.model.parameters()).dtype)
-        return model.spec.name, model.revision, dtype, model.spec.n_layers + 1
-    if isinstance(model, str):
-        spec = get_spec(model)
-        return spec.name, revision(model), str(torch.float32), spec.n_layers + 1
+        return model.spec, model.revision, str(next(model.model.parameters()).dtype)
+    if isinstance(model, (str, ModelSpec)):
+        spec = resolve(model)
+        return spec, revision(spec), str(torch.float32)
     raise TypeError(f"model must be a model name or a LoadedModel, got {type(model).__name__}")
 
 
-def _model_kind(model: str | LoadedModel) -> str:
-    return model.spec.kind if isinstance(model, LoadedModel) else get_spec(model).kind
-
-
-def _check_text_model(model: str | LoadedModel) -> None:
-    kind = _model_kind(model)
-    if kind not in TEXT_KINDS:
-        name = model.spec.name if isinstance(model, LoadedModel) else model
-        raise ValueError(f"model {name!r} is a {kind} model; word features need a language model: "
+def _check_text_model(model: str | ModelSpec | LoadedModel, spec: ModelSpec) -> None:
+    if spec.kind not in TEXT_KINDS:
+        name = model if isinstance(model, str) else spec.name
+        raise ValueError(f"model {name!r} is a {spec.kind} model; word features need a language model: "
                          f"{', '.join(model_names('encoder') + model_names('causal'))}")
 
 
@@ -198,18 +191,18 @@ def _features(step: str, model: str | LoadedModel, words: Sequence[str], layers:
     The cache key holds the model's name, revision and dtype, the words, the
     layers and ``params``; a model given by name is loaded only on a miss.
     """
-    name, rev, dtype, n_hidden = _resolve_model(model)
-    _check_text_model(model)
+    spec, rev, dtype = _resolve_model(model)
+    _check_text_model(model, spec)
     words = _check_words(words)
-    layer_list = _check_layers(layers, n_hidden)
+    layer_list = _check_layers(layers, spec.n_layers + 1)
 
     def compute() -> dict[str, np.ndarray]:
-        lm = model if isinstance(model, LoadedModel) else load_model(model)
+        lm = model if isinstance(model, LoadedModel) else load_model(spec)
         return {"features": run(lm, words, layer_list)}
 
     if not cache:
         return compute()["features"]
-    parts = {"model": name, "revision": rev, "dtype": dtype, "words": words, "layers": layer_list, **params}
+    parts = {"model": spec.name, "revision": rev, "dtype": dtype, "words": words, "layers": layer_list, **params}
     return Cache().memoize(step, VERSION, parts, compute)["features"]
 
 
@@ -269,8 +262,9 @@ def word_features_loop(
     -------
     ndarray of float32, shape (n_layers_selected, n_words, dim)
     """
-    _check_text_model(model)
-    lm = model if isinstance(model, LoadedModel) else load_model(model)
+    spec = model.spec if isinstance(model, LoadedModel) else resolve(model)
+    _check_text_model(model, spec)
+    lm = model if isinstance(model, LoadedModel) else load_model(spec)
     words = _check_words(words)
     layer_list = _check_layers(layers, lm.spec.n_layers + 1)
     texts, spans = windows(words, context)
@@ -407,15 +401,6 @@ def tr_features(
 # -- speech and vision ------------------------------------------------------------------------------------------------
 
 
-def _media_model(model: str | LoadedModel, kind: str) -> tuple[str, str, str, int]:
-    """Name, revision, dtype and number of hidden states of a speech or vision model (loaded only on a miss)."""
-    name, rev, dtype, n_hidden = _resolve_model(model)
-    if _model_kind(model) != kind:
-        raise ValueError(f"model {name!r} is a {_model_kind(model)} model, not a {kind} model; "
-                         f"{kind} models: {', '.join(model_names(kind))}")
-    return name, rev, dtype, n_hidden
-
-
 def check_times(times: np.ndarray) -> np.ndarray:
     """``times`` as floats, checked to be the increasing sampling times of at least two volumes."""
     times = np.asarray(times, dtype=float)
@@ -424,18 +409,25 @@ def check_times(times: np.ndarray) -> np.ndarray:
     return times
 
 
-def cached_layers(step: str, model: str | LoadedModel, kind: str, layers: Sequence[int] | None, parts: dict,
-                   cache: bool, run) -> list[np.ndarray]:
-    """``run(lm, layer_list)`` (a list of arrays, one per selected layer), or its cached result."""
-    name, rev, dtype, n_hidden = _media_model(model, kind)
-    layer_list = _check_layers(layers, n_hidden)
+def cached_layers(step: str, model: str | ModelSpec | LoadedModel, kind: str, layers: Sequence[int] | None, parts: dict,
+                  cache: bool, run) -> list[np.ndarray]:
+    """``run(lm, layer_list)`` (a list of arrays, one per selected layer), or its cached result.
+
+    ``model`` is a name (resolved here), a spec from :func:`models.resolve` or a loaded model
+    of ``kind``; a name or spec is loaded only on a cache miss.
+    """
+    spec, rev, dtype = _resolve_model(model)
+    if spec.kind != kind:
+        raise ValueError(f"model {spec.name!r} is a {spec.kind} model, not a {kind} model; "
+                         f"{kind} models: {', '.join(model_names(kind))}")
+    layer_list = _check_layers(layers, spec.n_layers + 1)
 
     def compute() -> dict[str, np.ndarray]:
-        lm = model if isinstance(model, LoadedModel) else load_model(model)
+        lm = model if isinstance(model, LoadedModel) else load_model(spec)
         return {f"layer_{k}": np.asarray(a, dtype=np.float32) for k, a in enumerate(run(lm, layer_list))}
 
     if cache:
-        key_parts = {"model": name, "revision": rev, "dtype": dtype, "layers": layer_list, **parts}
+        key_parts = {"model": spec.name, "revision": rev, "dtype": dtype, "layers": layer_list, **parts}
         arrays = Cache().memoize(step, VERSION, key_parts, compute)
     else:
         arrays = compute()
@@ -619,15 +611,12 @@ def speech_tr_features(
     -------
     list of ndarrays of float32, one per selected layer, each of shape (n_trs, dim)
     """
-    from .models import check_audio
+    from .models import check_audio, speech_hidden_states
     from .stimuli import lanczos_resample
 
     times = check_times(times)
     audio = np.asarray(audio)
     check_audio(audio, sr)  # bad input fails even when the features are cached
-
-    from .models import speech_hidden_states
-
     if isinstance(stride, str) and stride != "volumes":
         raise ValueError(f"stride={stride!r}: give seconds, 'volumes' or None")
     tr = float(np.mean(np.diff(times)))

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .features import cached_layers, check_times, model_max_tokens
-from .models import LoadedModel, get_spec
+from .models import LoadedModel, ModelSpec, resolve
 
 __all__ = ["INSTRUCT_VERSION", "image_descriptions", "instruct_prompts", "instruct_tr_features", "multimodal_instruct_tr_features",
            "multimodal_prompt", "transcript_pieces"]
@@ -248,7 +248,9 @@ def instruct_tr_features(
     """
     from .simulate import GENERATOR
 
-    name = model.spec.name if isinstance(model, LoadedModel) else get_spec(model).name if isinstance(model, str) else None
+    if isinstance(model, str):
+        model = resolve(model)  # the name is looked up here, once: the spec goes on to cached_layers
+    name = model.spec.name if isinstance(model, LoadedModel) else model.name if isinstance(model, ModelSpec) else None
     if name == GENERATOR:
         raise ValueError(f"model {name!r} generated the simulated cohorts' semantic signal (simulate.GENERATOR), so no study may "
                          "evaluate it; use e.g. 'smollm2-135m-instruct'")
