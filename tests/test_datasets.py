@@ -549,7 +549,7 @@ def test_fsaverage_annot_is_cut_to_fsaverage6(tmp_path):
     ctab = np.array([[0, 0, 0, 0, 0], [255, 0, 0, 0, 255]], dtype=np.int32)
     path = tmp_path / "lh.HCP-MMP1.annot"
     nib.freesurfer.write_annot(str(path), labels, ctab, [b"???", b"L_A1_ROI"], fill_ctab=True)
-    areas = datasets._read_surface_labels(path)
+    areas = datasets.narratives._read_surface_labels(path)
     assert len(areas) == 40962 and list(np.flatnonzero(areas == "L_A1_ROI")) == [5]
 
 
@@ -609,9 +609,10 @@ def test_transcript_parsing_and_errors(tmp_path):
 
 # -- ROI groups ----------------------------------------------------------------------
 def test_roi_groups_are_defined_once():
-    from brainalign import simulate
+    from brainalign import simulate, spaces
 
-    assert simulate.ROI_GROUPS is ROI_GROUPS
+    assert simulate.ROI_GROUPS is ROI_GROUPS is spaces.ROI_GROUPS
+    assert datasets.MOVIE_ROI_GROUPS is spaces.MOVIE_ROI_GROUPS and datasets.SCHAEFER_ROI_GROUPS is spaces.SCHAEFER_ROI_GROUPS
     assert glasser_area("L_STSda_ROI") == "STSda" and glasser_area("R_4") == "4" and glasser_area("55b") == "55b"
     rois = glasser_rois(["L_A1", "R_A1_ROI", "L_55b", "???"])
     assert rois["auditory"].tolist() == [True, True, False, False] and rois["language"].tolist() == [False, False, True, False]

@@ -7,7 +7,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from brainalign import plotting  # noqa: E402
-from brainalign.datasets import fslr  # noqa: E402
+from brainalign.spaces import fslr  # noqa: E402
 
 
 def test_to_surface_fills_from_nearest_sampled_vertex():

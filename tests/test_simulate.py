@@ -101,8 +101,9 @@ def test_planted_syntax_is_the_generators_own(monkeypatch):
     import sys
 
     from brainalign import linguistics, simulate
+    from brainalign.simulate import common, movie, story
 
-    source = inspect.getsource(simulate)
+    source = "".join(inspect.getsource(m) for m in (simulate, story, common, movie))
     assert "from .linguistics" not in source and "import spacy" not in source and "annotate_words(" not in source
     monkeypatch.setitem(sys.modules, "spacy", None)  # importing spaCy now fails
     monkeypatch.setattr(linguistics, "annotate_words", lambda words: pytest.fail("the generator used the labeller"))
@@ -127,15 +128,29 @@ def test_same_seed_same_cohort(cohort, tmp_path):
     assert fingerprint(again) == fingerprint(cohort.root)
 
 
-def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
+def test_the_generators_never_import_datasets():
+    """The ROI groups come from ``spaces`` and the splits from ``manifests``: ``datasets`` imports ``simulate``, never the reverse."""
+    import ast
+    from pathlib import Path
+
     from brainalign import simulate
+
+    for path in sorted(Path(simulate.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] + [alias.name for alias in node.names]
+                assert not any("datasets" in n for n in names), f"{path.name} line {node.lineno} imports datasets"
+
+
+def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
+    from brainalign.simulate import story
 
     def interrupted(root, seed):
         (root / "derivative").mkdir()
         (root / "derivative" / "respdict.json").write_text("{}")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(simulate, "_write_cohort", interrupted)
+    monkeypatch.setattr(story, "_write_cohort", interrupted)  # where generate looks it up
     with pytest.raises(KeyboardInterrupt):
         generate(seed=0, root=tmp_path / "cohort")
     assert list(tmp_path.iterdir()) == []
@@ -176,7 +191,7 @@ def test_a_source_planted_at_lag_k_is_found_at_fir_delay_k(dataset, lag):
 def test_word_drive_is_each_words_planted_pattern():
     """A word's drive of a ROI is the root mean square, over the ROI's voxels, of its sources times the weights
     in response units; a ROI without planted signal (no HRF) and a source that is not a word's add nothing."""
-    from brainalign.simulate import _word_drive
+    from brainalign.simulate.story import _word_drive
 
     participant = dict(weights=np.array([[1.0, 0.0, 2.0], [0.0, 3.0, 0.0], [5.0, 5.0, 5.0]]), rois=np.array([0, 0, 1]),
                        hrf_peak={"A": 5.0})

@@ -91,7 +91,7 @@ def roi_bars(
 @functools.lru_cache(maxsize=4)
 def _nearest(vertices: tuple[int, ...]) -> np.ndarray:
     """For every fsLR-32k cortical grayordinate, the index of the nearest sampled vertex (on the sphere)."""
-    from .datasets import fslr
+    from .spaces import fslr
 
     hcp = fslr()
     from scipy.spatial import cKDTree
@@ -122,7 +122,7 @@ def to_surface(values: np.ndarray, vertices: np.ndarray) -> dict[str, np.ndarray
     -------
     dict with ``left`` and ``right``: arrays of shape (32492,) (nan off cortex).
     """
-    from .datasets import fslr
+    from .spaces import fslr
 
     hcp = fslr()
 
@@ -149,7 +149,7 @@ def brain_map(
     symmetric: bool = False,
 ) -> plt.Figure:
     """Lateral and medial views of both hemispheres on the inflated fsLR-32k surface (nilearn)."""
-    from .datasets import fslr
+    from .spaces import fslr
 
     hcp = fslr()
     from nilearn import plotting
