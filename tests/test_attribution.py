@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from brainalign import attribution as A
+from brainalign.attribution.forward import hidden_states, input_embeddings
 from brainalign.encoding import RidgeEncoder, delay_within_runs
 from brainalign.stimuli import hrf
 
@@ -246,12 +247,12 @@ def test_window_prediction_equals_the_encoder_prediction(story):
 def test_truncated_forward_gives_the_models_hidden_states(story):
     att = _attributor(story, context=C)
     batch = att._batch(att.eligible[:2])
-    x = att._embed(batch.ids)
+    x = input_embeddings(att.lm, batch.ids)
     with torch.no_grad():
         full = story["lm"].model.base_model(inputs_embeds=x, attention_mask=batch.attention.long(),
                                             output_hidden_states=True).hidden_states
         for deepest in (0, 1, 2):
-            mine = att._hidden_states(x, batch.attention, deepest)
+            mine = hidden_states(att.lm, x, batch.attention, deepest)
             assert len(mine) == deepest + 1
             for a, b in zip(mine, full):
                 torch.testing.assert_close(a, b)
@@ -287,7 +288,7 @@ def test_gradient_x_input_attributions_match_captum_and_integrated_gradients_con
     idx = torch.arange(3)
     key = ("alignment", 2, "roi")
     captum = InputXGradient(lambda x, i: att._outputs(x, batch, i, [key])[key]).attribute(
-        att._embed(batch.ids), additional_forward_args=(idx,))
+        input_embeddings(att.lm, batch.ids), additional_forward_args=(idx,))
     np.testing.assert_allclose(att._to_words(captum.sum(-1), batch, idx), gxi.scores[key], rtol=1e-4, atol=1e-7)
     ig = att.attribute(trs[:1], keys=[key, ("next_word", 2)], method="integrated_gradients", n_steps=64, batch_size=16)
     for k in ig.scores:

@@ -253,7 +253,7 @@ def test_speech_needs_espeakng_loader(monkeypatch):
 
 
 def test_longest_nondecreasing_run_is_longest_and_in_order():
-    from brainalign.stimuli import _longest_nondecreasing
+    from brainalign.stimuli.formats import _longest_nondecreasing
 
     rng = np.random.default_rng(0)
     for n in (0, 1, 2, 7, 30):

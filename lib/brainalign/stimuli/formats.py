@@ -1,0 +1,348 @@
+"""Stimuli in real on-disk formats: word timings and videos.
+
+Word timings come from Praat TextGrids (OpenNeuro ds003020: :func:`read_textgrid`;
+:func:`write_textgrid` writes the same layout, as the simulated cohort does) and
+from the gentle forced alignments of Narratives (``align.csv``, with the
+punctuation of the ``transcript.txt`` gentle aligned: :func:`read_align_csv`).
+Both give a table with columns ``word``, ``onset`` and ``offset`` (s).
+:func:`read_video` reads the frames of a video file and when each is shown.
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..cache import atomic_write
+
+__all__ = ["GENTLE_WORD", "NONWORDS", "read_align_csv", "read_textgrid", "read_video", "write_textgrid"]
+
+#: Labels of silences, breaths, laughs and noises in forced alignments (compare lowercased, stripped).
+NONWORDS: frozenset[str] = frozenset(
+    {"sp", "sil", "br", "lg", "ls", "ns", "sentence_start", "sentence_end",
+     "{sp}", "{sil}", "{br}", "{lg}", "{ls}", "{ns}", ""}
+)
+
+_WORD_COLUMNS = ["word", "onset", "offset"]
+
+
+# -- word timings from files ---------------------------------------------------
+def _tier_key(name: str) -> str:
+    """A tier name folded so that "Words", "word" and "words" compare equal."""
+    name = name.strip().lower()
+    return name.removesuffix("s")
+
+
+def read_textgrid(path: str | os.PathLike, tier: str | int = "words") -> pd.DataFrame:
+    """Read the intervals of one tier of a Praat TextGrid.
+
+    Parameters
+    ----------
+    path : path
+        The TextGrid file (short or long format).
+    tier : str or int
+        The tier's name (case-insensitive, singular or plural: "words" finds a
+        tier called "word") or its index. In ds003020, tier 0 is the phones and
+        tier 1 the words.
+
+    Returns
+    -------
+    DataFrame with columns ``word`` (str), ``onset`` and ``offset`` (float
+    seconds), sorted by onset; intervals labelled with a :data:`NONWORDS`
+    label (silences, breaths, noises) are dropped.
+    """
+    from praatio import textgrid
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"TextGrid not found: {path}")
+    try:
+        tg = textgrid.openTextgrid(str(path), includeEmptyIntervals=False)
+    except Exception as err:  # praatio raises many kinds of errors on bad files
+        raise ValueError(f"{path} is not a readable TextGrid: {err}") from err
+    names = list(tg.tierNames)
+    if isinstance(tier, (int, np.integer)):
+        if not -len(names) <= tier < len(names):
+            raise ValueError(f"tier index {tier} is out of range for {path}, which has tiers {names}")
+        name = names[tier]
+    else:
+        matches = [n for n in names if _tier_key(n) == _tier_key(str(tier))]
+        if not matches:
+            raise ValueError(f"no tier {tier!r} in {path}; its tiers are {names}")
+        name = matches[0]
+    entries = tg.getTier(name).entries
+    if entries and len(entries[0]) != 3:
+        raise ValueError(f"tier {name!r} of {path} is a point tier, not an interval tier")
+    rows = [(label.strip(), float(start), float(end)) for start, end, label in entries
+            if label.strip().lower() not in NONWORDS]
+    frame = pd.DataFrame(rows, columns=_WORD_COLUMNS).astype({"word": str, "onset": float, "offset": float})
+    return frame.sort_values("onset", kind="stable").reset_index(drop=True)
+
+
+def _intervals(frame: pd.DataFrame | None, label: str) -> list[tuple[float, float, str]]:
+    if frame is None:
+        return []
+    missing = {label, "onset", "offset"} - set(frame.columns)
+    if missing:
+        raise ValueError(f"the {label}s table lacks columns {sorted(missing)}; it has {list(frame.columns)}")
+    return [(float(a), float(b), str(w)) for w, a, b in zip(frame[label], frame["onset"], frame["offset"])]
+
+
+def write_textgrid(
+    path: str | os.PathLike,
+    words: pd.DataFrame,
+    phones: pd.DataFrame | None = None,
+    duration: float | None = None,
+) -> Path:
+    """Write word (and phone) timings as a long-format Praat TextGrid.
+
+    The layout follows ds003020: tier 0 "phones", tier 1 "words", so
+    :func:`read_textgrid` reads the file back.
+
+    Parameters
+    ----------
+    path : path
+        Where to write (atomically).
+    words : DataFrame with columns ``word, onset, offset``
+        Intervals must not overlap and must have positive length.
+    phones : DataFrame with columns ``phone, onset, offset``, optional
+        The phone tier is left empty when None.
+    duration : float, optional
+        The end time of the grid (default: the last offset).
+
+    Returns
+    -------
+    The path written.
+    """
+    from praatio import textgrid
+
+    word_entries = _intervals(words, "word")
+    phone_entries = _intervals(phones, "phone")
+    last = max([end for _, end, _ in word_entries + phone_entries], default=0.0)
+    end = last if duration is None else float(duration)
+    if end < last or end <= 0:
+        raise ValueError(f"duration={duration} must be positive and cover the last offset ({last})")
+    tg = textgrid.Textgrid()
+    try:
+        for name, entries in (("phones", phone_entries), ("words", word_entries)):
+            tg.addTier(textgrid.IntervalTier(name, entries, 0.0, end))
+    except Exception as err:  # praatio's TextgridStateError and friends
+        raise ValueError(f"cannot write the {name} tier to {path}: {err}") from err
+    return atomic_write(path, lambda tmp: tg.save(str(tmp), format="long_textgrid", includeBlankSpaces=True))
+
+
+#: a word of a transcript as gentle cuts it (its ``MetaSentence``): letters, digits and underscores, with
+#: apostrophes inside (``don't``); hyphens, punctuation and spaces separate words
+GENTLE_WORD = re.compile(r"(?:\w|[’']\w)+")
+
+
+def read_align_csv(path: str | os.PathLike, transcript: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Read a gentle forced alignment (the ``align.csv`` files of Narratives).
+
+    The file has no header and four columns: the transcript word, the word
+    gentle aligned, its onset and its offset in seconds; words gentle could not
+    align have empty times. Gentle writes one row for every word of the
+    transcript (:data:`GENTLE_WORD`), in order, and no punctuation.
+
+    Parameters
+    ----------
+    path : path
+        The ``align.csv`` file.
+    transcript : path, optional
+        The transcript gentle aligned (``transcript.txt`` beside ``align.csv``):
+        its punctuation is put back on the words, in the column ``written``
+        (``"Yes,"``, ``"\"Well"``, ``"twenty-"``: what comes after a word up to
+        the next space or word belongs to it, and what opens the next word after a
+        space belongs to that one), so that sentences can be told apart.
+
+    Returns
+    -------
+    DataFrame with columns ``word`` (the transcript word, column 0), ``onset``
+    and ``offset`` (float seconds), and ``written`` when a transcript is given;
+    one row per line of the file, in the file's (the text's) order. Gentle's
+    onsets go backwards in a few places; sorting
+    by onset would move words out of their sentences, so the order is kept and
+    the times are repaired instead: the aligned words whose onsets keep to the
+    text's order (the longest run of the file's onsets that never decreases)
+    keep their times, and the others count as unaligned. Missing times are
+    filled by linear interpolation over the word index between the nearest
+    aligned words before and after (onsets and offsets separately); unaligned
+    words before the first or after the last aligned word take that word's
+    times. No offset is before its onset.
+
+    Raises
+    ------
+    ValueError
+        When the transcript's words are not the alignment's (another story, or
+        another version of the transcript): the message names the first row that
+        differs.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"alignment file not found: {path}")
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [row + [""] * (4 - len(row)) for row in csv.reader(f) if row]
+    if not rows:
+        raise ValueError(f"{path} has no words")
+
+    def seconds(text: str, line: int) -> float:
+        try:
+            return float(text) if text.strip() else np.nan
+        except ValueError:
+            raise ValueError(f"{path} line {line}: time {text!r} is not a number") from None
+
+    words = [row[0] for row in rows]
+    onset = np.array([seconds(row[2], i + 1) for i, row in enumerate(rows)])
+    offset = np.array([seconds(row[3], i + 1) for i, row in enumerate(rows)])
+    known = ~(np.isnan(onset) | np.isnan(offset))
+    if not known.any():
+        raise ValueError(f"{path}: no word is aligned")
+    index = np.arange(len(rows))
+    known[index[known][~_longest_nondecreasing(onset[known])]] = False
+    onset = np.interp(index, index[known], onset[known])
+    offset = np.maximum(np.interp(index, index[known], offset[known]), onset)
+    table = pd.DataFrame({"word": words, "onset": onset, "offset": offset})
+    if transcript is not None:
+        table["written"] = _punctuated(words, Path(transcript), path)
+    return table
+
+
+def _punctuated(words: list[str], transcript: Path, align: Path) -> list[str]:
+    """The words of an alignment with the transcript's punctuation around them."""
+    if not transcript.is_file():
+        raise FileNotFoundError(f"transcript not found: {transcript}")
+    text = transcript.read_text(encoding="utf-8")
+    spans = [m.span() for m in GENTLE_WORD.finditer(text)]
+    for i, ((start, end), word) in enumerate(zip(spans, words)):
+        if text[start:end] != word:
+            raise ValueError(f"{transcript} does not match {align}: word {i + 1} is {text[start:end]!r} in the "
+                             f"transcript and {word!r} in row {i + 1} of the alignment; use the transcript gentle aligned")
+    if len(spans) != len(words):
+        raise ValueError(f"{transcript} has {len(spans)} words and {align} {len(words)} rows; "
+                         "use the transcript gentle aligned")
+    gaps = [text[end:start] for (_, end), (start, _) in zip(spans, spans[1:])]
+    lead = [_split_gap(" " + text[: spans[0][0]])[1]]
+    trail = []
+    for gap in gaps:
+        after, before = _split_gap(gap)
+        trail.append(after)
+        lead.append(before)
+    trail.append(_split_gap(text[spans[-1][1]:] + " ")[0])
+    return [f"{a}{text[start:end]}{b}" for a, (start, end), b in zip(lead, spans, trail)]
+
+
+def _split_gap(gap: str) -> tuple[str, str]:
+    """The text between two words: what ends the first (up to a space), and what opens the second (after the last)."""
+    spaces = [i for i, c in enumerate(gap) if c.isspace()]
+    if not spaces:
+        return gap, ""  # "twenty-five": the hyphen stays with the word before
+    return gap[: spaces[0]], gap[spaces[-1] + 1:]
+
+
+def _longest_nondecreasing(values: np.ndarray) -> np.ndarray:
+    """Mask of a longest subsequence of ``values`` that never decreases (patience sorting, O(n log n))."""
+    tails: list[float] = []  # tails[k]: the smallest last value of a kept run of length k + 1
+    ends: list[int] = []     # the index of that value
+    before = np.full(len(values), -1)
+    for i, value in enumerate(values):
+        k = bisect.bisect_right(tails, value)
+        if k == len(tails):
+            tails.append(value)
+            ends.append(i)
+        else:
+            tails[k], ends[k] = value, i
+        before[i] = ends[k - 1] if k else -1
+    keep = np.zeros(len(values), dtype=bool)
+    i = ends[-1] if ends else -1
+    while i >= 0:
+        keep[i], i = True, before[i]
+    return keep
+
+
+# -- video files --------------------------------------------------------------
+def _video_backend() -> str:
+    """The installed imageio plugin that decodes video containers ("pyav" or "FFMPEG")."""
+    try:
+        import imageio.v3  # noqa: F401
+    except ImportError as err:
+        raise ImportError("reading videos needs imageio and a video backend: pip install imageio av") from err
+    try:
+        import av  # noqa: F401
+
+        return "pyav"
+    except ImportError:
+        pass
+    try:
+        import imageio_ffmpeg  # noqa: F401
+
+        return "FFMPEG"
+    except ImportError:
+        raise ImportError(
+            "reading video files (.mp4, .mkv, .avi, ...) needs a video backend for imageio: "
+            "pip install av  (PyAV, recommended)  or  pip install imageio-ffmpeg"
+        ) from None
+
+
+_PILLOW_VIDEO = {".gif", ".apng", ".webp"}
+
+
+def read_video(path: str | os.PathLike, fps: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read every frame of a video file, with the time each frame is shown.
+
+    Video containers (.mp4, .mkv, .avi, .mov, .webm ...) are decoded through
+    imageio with PyAV (``pip install av``) or imageio-ffmpeg, imported only
+    here; animated GIF / APNG / WebP files through imageio's Pillow plugin.
+
+    Parameters
+    ----------
+    path : path
+        The video file.
+    fps : float, optional
+        The frame rate, when the file's metadata lack it (or to override it).
+
+    Returns
+    -------
+    frames : uint8 array of shape (n_frames, height, width, 3)
+    frame_times : float64 array of shape (n_frames,)
+        Seconds from the start of the video.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"video not found: {path}")
+    if path.suffix.lower() in _PILLOW_VIDEO:
+        import imageio.v3 as iio
+
+        frames = np.asarray(iio.imread(path, index=None, plugin="pillow", mode="RGB"))
+        if frames.ndim == 3:
+            frames = frames[None]
+        if fps is None:
+            meta = iio.immeta(path, plugin="pillow")
+            ms = float(meta.get("duration", 0) or 0)
+            if not ms > 0:
+                raise ValueError(f"{path} does not state its frame duration; pass fps=")
+            fps = 1000.0 / ms
+    else:
+        plugin = _video_backend()
+        import imageio.v3 as iio
+
+        try:
+            frames = np.asarray(iio.imread(path, index=None, plugin=plugin))
+            meta = iio.immeta(path, plugin=plugin)
+        except Exception as err:  # decoders raise many kinds of errors on bad files
+            raise ValueError(f"{path} is not a readable video: {err}") from err
+        if fps is None:
+            fps = meta.get("fps")
+            if not fps:
+                raise ValueError(f"{path} does not state its frame rate; pass fps=")
+        if frames.ndim == 3:  # grey frames
+            frames = np.repeat(frames[..., None], 3, axis=-1)
+    if not fps > 0:
+        raise ValueError(f"fps={fps} must be positive")
+    frames = np.ascontiguousarray(frames[..., :3], dtype=np.uint8)
+    return frames, np.arange(len(frames)) / float(fps)
