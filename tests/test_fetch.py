@@ -61,7 +61,7 @@ def toy(tmp_path, monkeypatch):
         "checksums": {p: {"size": len(v), "md5": _md5(v)} for p, v in SERVER.items() if p.endswith(".hf5")},
     }
     (folder / "toy.json").write_text(json.dumps(manifest))
-    monkeypatch.setattr(fetch, "FILE_MANIFESTS", folder)
+    monkeypatch.setattr(fetch.manifest, "FILE_MANIFESTS", folder)
     return manifest
 
 
@@ -353,7 +353,7 @@ def test_datalad_installs_then_gets(home, tmp_path):
 
 
 def test_datalad_missing_or_no_access_fails_at_once(home, tmp_path, monkeypatch):
-    monkeypatch.setattr(fetch.shutil, "which", lambda name: None)
+    monkeypatch.setattr(fetch.transports.shutil, "which", lambda name: None)
     with pytest.raises(FetchError, match="datalad.*pip install datalad.*git-annex.*brainalign data fetch narratives"):
         fetch.fetch("narratives", root=tmp_path / "n", progress=False)
     root = tmp_path / "algonauts"

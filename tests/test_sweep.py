@@ -113,7 +113,7 @@ def test_every_cell_is_validated_before_anything_runs(monkeypatch):
     assert cells[0].params["subjects"] == ["S01"] and cells[0].params["n_permutations"] == 200  # the smoke set
     assert len({c.id for c in cells}) == 2 and all(len(c.id) == 16 for c in cells)
     # the id names the parameters; the key also hashes the library's source, so a code change reruns the cell
-    monkeypatch.setattr(sweep, "library_digest", lambda: "0" * 64)
+    monkeypatch.setattr(sweep.cells, "library_digest", lambda: "0" * 64)
     again = sweep.plan_cells("00_quickstart", "smoke", {"layer": [0, 3]}, {"seed": 1})
     assert [c.id for c in again] == [c.id for c in cells] and again[0].key != cells[0].key
 

@@ -1,40 +1,4 @@
-"""Brain-tuning of speech models: single- and multi-participant, LoRA, one shared head.
-
-The recipe of Moussa & Toneva (2025). Each sample is the audio window that
-ends at one TR (``window`` seconds: the TR's own ``tr`` seconds and the
-seconds before; silence before the story's onset counts as zeros) paired with
-that TR's responses of every tuning participant. The speech model gets LoRA
-adapters (:func:`lora_config`: rank 8, alpha 32, dropout 0.1) on its
-attention projections only (``q_proj, k_proj, v_proj, out_proj``) of every
-block, or of the last ``lora_layers`` blocks; everything else, the
-convolutional front end included, stays frozen (the frozen part's output is
-computed once per window, without gradients). The last hidden
-state is averaged over time and read by **one linear head shared by all
-participants**. The loss is the mean squared error on the participant's
-z-scored responses; with ``strategy="in_turn"`` (the study's choice), each
-stimulus batch is used once per participant, in turn, each time with its own
-backward pass and optimiser step (``"mean_loss"``: one step on the mean of
-the participants' losses). AdamW, a linear warm-up over ``warmup`` of the
-planned steps then a linear decay to 0, and early stopping on the loss of the
-validation runs.
-
-Training state (adapters, head, optimiser, scheduler, RNG, history) is saved
-in the cache (``<cache>/brain_tuning/<key>/``) every ``checkpoint_every``
-batches and after every epoch, under a key made of every parameter, the
-model's revision and the data; a run that is interrupted resumes from its last
-checkpoint and ends where an uninterrupted run would, and a finished run is
-read back instead of retrained.
-
-A tuned model's features go through the same path as the pretrained
-model's: :meth:`BrainTuner.tuned_model` returns a :class:`models.LoadedModel`
-with the adapters merged into the weights and a revision naming the tuning
-run, for :func:`features.speech_tr_features` (which caches it apart from the
-pretrained model).
-
-The downstream probe's labels come from phone timings: :func:`phone_class`
-maps espeak-ng phoneme mnemonics (the simulated cohort's TextGrids, tier 0) to
-six broad classes and :func:`frame_phone_classes` labels model frames.
-"""
+"""The brain-tuning trainer: LoRA + one shared head, participants in turn, checkpointed in the cache and resumable."""
 
 from __future__ import annotations
 
@@ -42,21 +6,17 @@ import copy
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from . import models
-from .cache import Cache, atomic_write, digest
-from .config import release_memory
-
-__all__ = [
-    "LORA_TARGETS", "PHONE_CLASSES", "STRATEGIES", "TUNING_VERSION", "BrainTuner", "TuningData", "TuningNet",
-    "frame_phone_classes", "hidden_state_at", "last_state_from", "lora_config", "phone_class", "tuning_data", "window_bounds",
-]
+from .. import models
+from ..cache import Cache, atomic_write
+from ..config import release_memory
+from .data import TuningData
+from .net import TuningNet, lora_config
 
 log = logging.getLogger(__name__)
 
@@ -66,333 +26,6 @@ TUNING_VERSION = 3
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 #: how the participants' losses are combined
 STRATEGIES = ("in_turn", "mean_loss")
-#: broad phoneme classes of the downstream probe (frames outside any phone are "silence")
-PHONE_CLASSES = ("vowel", "stop", "fricative", "nasal", "approximant", "silence")
-
-_VOWEL_START = set("aeiouAEIOUV03@")
-_STOPS = {"p", "b", "t", "d", "k", "g", "t#", "t2", "d#", "?"}
-_FRICATIVES = {"f", "v", "T", "D", "s", "z", "S", "Z", "h", "x", "tS", "dZ"}
-_NASALS = {"m", "n", "N", "n-", "m-"}
-_APPROXIMANTS = {"l", "r", "w", "j", "r-", "l-", "R"}
-
-
-# -- phone labels for the downstream probe ---------------------------------------------------------
-
-
-def phone_class(symbol: str) -> str | None:
-    """The broad class of an espeak-ng phoneme mnemonic, or None when it is not a phone.
-
-    Stress marks (``'`` and ``,``) are ignored; affricates count as fricatives;
-    syllabic consonants (``n-``, ``@L``) follow their consonant or vowel start.
-
-    Parameters
-    ----------
-    symbol : str
-        E.g. ``"'aU"``, ``"t#"``, ``"n"``.
-
-    Returns
-    -------
-    str in :data:`PHONE_CLASSES` or None
-    """
-    s = str(symbol).strip().lstrip("',")
-    if not s:
-        return None
-    if s in _STOPS:
-        return "stop"
-    if s in _FRICATIVES:
-        return "fricative"
-    if s in _NASALS:
-        return "nasal"
-    if s in _APPROXIMANTS:
-        return "approximant"
-    if s[0] in _VOWEL_START:
-        return "vowel"
-    return None
-
-
-def frame_phone_classes(phones: pd.DataFrame, n_frames: int, fps: float = 50.0) -> np.ndarray:
-    """The phone class at the centre of every model frame.
-
-    Parameters
-    ----------
-    phones : DataFrame with columns ``word`` (the phone symbol), ``onset``, ``offset`` (s)
-        E.g. ``stimuli.read_textgrid(path, tier=0)``.
-    n_frames : int
-        Frames of the model's states over the audio.
-    fps : float
-        Frames per second (50 for Whisper).
-
-    Returns
-    -------
-    labels : ndarray of str, shape (n_frames,)
-        A class of :data:`PHONE_CLASSES`, or ``""`` for a phone of no class.
-    """
-    missing = {"word", "onset", "offset"} - set(phones.columns)
-    if missing:
-        raise ValueError(f"phones lacks columns {sorted(missing)}; expected word, onset, offset")
-    centres = (np.arange(int(n_frames)) + 0.5) / float(fps)
-    labels = np.full(int(n_frames), "silence", dtype=object)
-    onsets, offsets = phones["onset"].to_numpy(float), phones["offset"].to_numpy(float)
-    idx = np.searchsorted(onsets, centres, side="right") - 1
-    inside = (idx >= 0) & (centres < offsets[np.clip(idx, 0, None)])
-    classes = np.array([phone_class(p) or "" for p in phones["word"]], dtype=object)
-    labels[inside] = classes[idx[inside]]
-    return labels.astype(str)
-
-
-# -- data -----------------------------------------------------------------------------------------
-
-
-def window_bounds(times: np.ndarray, tr: float, window: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
-    """The audio window of every volume, in samples at :data:`models.SPEECH_SR`.
-
-    The window of the volume sampled at ``s`` (``Dataset.sample_times``) ends
-    at ``s`` and starts ``window`` seconds earlier: causal, the stimulus up to
-    the volume's sampling time (see the time base of :mod:`brainalign.stimuli`).
-    Bounds may fall outside the audio (the missing part is read as silence).
-
-    Parameters
-    ----------
-    times : array of shape (n_trs,)
-        Sampling time of each volume (s).
-    tr : float
-        Seconds per TR.
-    window : float
-        Window length in seconds (``>= tr``).
-
-    Returns
-    -------
-    start, stop : int arrays of shape (n_trs,)
-    """
-    times = np.asarray(times, dtype=float)
-    if times.ndim != 1 or len(times) == 0:
-        raise ValueError(f"times must be a non-empty 1-D array, got shape {times.shape}")
-    if not (np.isfinite(tr) and tr > 0):
-        raise ValueError(f"tr={tr!r} must be a positive number of seconds")
-    if not (np.isfinite(window) and window >= tr):
-        raise ValueError(f"window={window!r} must be at least one TR ({tr} s)")
-    stop = np.round(times * models.SPEECH_SR).astype(np.int64)
-    return stop - int(round(window * models.SPEECH_SR)), stop
-
-
-@dataclass
-class TuningData:
-    """Audio windows paired with the responses of several participants.
-
-    Attributes
-    ----------
-    audio : dict run -> float32 array of shape (n_samples,)
-        At :data:`models.SPEECH_SR`.
-    bounds : dict run -> (start, stop) int arrays of shape (n_trs,)
-        Each TR's window (:func:`window_bounds`).
-    responses : dict subject -> dict run -> float32 array of shape (n_trs, n_voxels)
-        Every subject has every run, with the run's number of TRs.
-    """
-
-    audio: dict[str, np.ndarray]
-    bounds: dict[str, tuple[np.ndarray, np.ndarray]]
-    responses: dict[str, dict[str, np.ndarray]]
-    subjects: list[str] = field(init=False)
-    runs: list[str] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.runs = list(self.audio)
-        self.subjects = list(self.responses)
-        if not self.runs or not self.subjects:
-            raise ValueError("TuningData needs at least one run and one subject")
-        if set(self.bounds) != set(self.runs):
-            raise ValueError(f"bounds has runs {sorted(self.bounds)} but audio has {sorted(self.runs)}")
-        widths = {int(np.median(stop - start)) for start, stop in self.bounds.values()}
-        if len(widths) != 1:
-            raise ValueError(f"every window must have one length, got {sorted(widths)} samples")
-        n_vox = set()
-        for s, per_run in self.responses.items():
-            for r in self.runs:
-                if r not in per_run:
-                    raise ValueError(f"subject {s!r} has no responses for run {r!r}; runs: {self.runs}")
-                y = per_run[r]
-                if y.ndim != 2 or len(y) != len(self.bounds[r][0]):
-                    raise ValueError(f"responses of {s!r} in {r!r} have shape {y.shape}; expected ({len(self.bounds[r][0])}, n_voxels)")
-                n_vox.add(y.shape[1])
-        if len(n_vox) != 1:
-            raise ValueError(f"subjects must share one space (one number of voxels), got {sorted(n_vox)}")
-
-    @property
-    def window_samples(self) -> int:
-        start, stop = next(iter(self.bounds.values()))
-        return int(stop[0] - start[0])
-
-    @property
-    def n_voxels(self) -> int:
-        return int(next(iter(next(iter(self.responses.values())).values())).shape[1])
-
-    def clips(self, run: str, rows: np.ndarray) -> list[np.ndarray]:
-        """The windows of TRs ``rows`` of ``run``, zero-padded outside the audio: float32 (window_samples,) each."""
-        audio, (start, stop) = self.audio[run], self.bounds[run]
-        out = []
-        for i in rows:
-            clip = np.zeros(int(stop[i] - start[i]), dtype=np.float32)
-            lo, hi = max(0, int(start[i])), min(len(audio), int(stop[i]))
-            if hi > lo:
-                clip[lo - int(start[i]) : hi - int(start[i])] = audio[lo:hi]
-            out.append(clip)
-        return out
-
-    def digest(self) -> str:
-        """A hash of the audio, windows and responses (part of the tuning run's key)."""
-        return digest({"audio": self.audio, "bounds": {r: list(b) for r, b in self.bounds.items()},
-                       "responses": self.responses})
-
-
-def tuning_data(ds, subjects: Sequence[str], runs: Sequence[str], voxels: np.ndarray | None = None,
-                window: float = 10.0) -> TuningData:
-    """A :class:`TuningData` from a dataset with audio.
-
-    Parameters
-    ----------
-    ds : datasets.Dataset
-        With ``audio(run)``.
-    subjects : sequence of str
-        Participants (must share the dataset's space).
-    runs : sequence of str
-    voxels : bool array of shape (n_voxels,), optional
-        The tuning targets (default: all voxels).
-    window : float
-        Seconds of audio per TR (:func:`window_bounds`).
-    """
-    for s in subjects:
-        if s not in ds.subjects:
-            raise ValueError(f"unknown subject {s!r} in {ds.name}; valid: {ds.subjects}")
-    for r in runs:
-        if r not in ds.runs:
-            raise ValueError(f"unknown run {r!r} in {ds.name}; valid: {ds.runs}")
-    audio, bounds = {}, {}
-    for r in runs:
-        wave, sr = ds.audio(r)
-        audio[r] = models.check_audio(wave, sr)
-        bounds[r] = window_bounds(ds.sample_times(r), ds.tr, window)
-    responses = {}
-    for s in subjects:
-        responses[s] = {}
-        for r in runs:
-            y = np.asarray(ds.responses(s, r), dtype=np.float32)
-            if voxels is not None:
-                if len(voxels) != y.shape[1]:
-                    raise ValueError(f"voxels has {len(voxels)} entries but {ds.name} has {y.shape[1]} voxels")
-                y = y[:, np.asarray(voxels, bool)]
-            responses[s][r] = y
-    return TuningData(audio, bounds, responses)
-
-
-# -- model ----------------------------------------------------------------------------------------
-
-
-def lora_config(rank: int = 8, alpha: float = 32, dropout: float = 0.1, layers: Sequence[int] | None = None):
-    """peft's ``LoraConfig`` on the attention projections (:data:`LORA_TARGETS`) only.
-
-    ``layers``: the transformer blocks that get adapters (default: all).
-    """
-    from peft import LoraConfig
-
-    if int(rank) < 1:
-        raise ValueError(f"rank must be >= 1, got {rank!r}")
-    if not 0 <= float(dropout) < 1:
-        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-    where = {} if layers is None else {"layers_to_transform": [int(x) for x in layers], "layers_pattern": "layers"}
-    return LoraConfig(r=int(rank), lora_alpha=float(alpha), lora_dropout=float(dropout), target_modules=list(LORA_TARGETS),
-                      bias="none", **where)
-
-
-def _blocks(lm: models.LoadedModel) -> torch.nn.ModuleList:
-    return lm.model.layers if models.is_whisper(lm) else lm.model.encoder.layers
-
-
-def hidden_state_at(lm: models.LoadedModel, clips: list[np.ndarray], k: int) -> torch.Tensor:
-    """Hidden state ``k`` (the input to block ``k``) of equal-length clips, without gradients.
-
-    Everything before block ``k`` is frozen in brain-tuning from block ``k`` on,
-    so this state can be computed once per clip and kept (:class:`BrainTuner`
-    does, for the frozen prefix of every window).
-
-    Parameters
-    ----------
-    lm : LoadedModel
-        A speech model (wav2vec 2.0, HuBERT or Whisper's encoder).
-    clips : list of ndarray, each of shape (n_samples,)
-        Waveforms at ``models.SPEECH_SR``, all of one length.
-    k : int
-        0 (the feature encoder's output, or Whisper's convolutions and positions) up to the number of blocks.
-
-    Returns
-    -------
-    tensor of shape (n_clips, n_frames, dim)
-    """
-    with torch.no_grad():
-        if models.is_whisper(lm):
-            mel, n_frames = models.whisper_mel(lm, clips)
-            return models.whisper_encoder_states(lm.model, mel, n_frames, n_blocks=k)[k]
-        inputs = lm.processor(clips, sampling_rate=models.SPEECH_SR, return_tensors="pt")
-        x = inputs["input_values"].to(lm.device, next(lm.model.parameters()).dtype)
-        return lm.model(x, output_hidden_states=True).hidden_states[k]
-
-
-def last_state_from(lm: models.LoadedModel, hidden: torch.Tensor, k: int) -> torch.Tensor:
-    """The last hidden state, from state ``k``: blocks ``k, k + 1, ...`` and the final norm (with gradients).
-
-    ``last_state_from(lm, hidden_state_at(lm, clips, k), k)`` is the model's last
-    hidden state of ``clips`` for every ``k``.
-
-    Parameters
-    ----------
-    lm : LoadedModel
-        The speech model of :func:`hidden_state_at`.
-    hidden : tensor of shape (n_clips, n_frames, dim)
-        Hidden state ``k``.
-    k : int
-        Which state ``hidden`` is.
-
-    Returns
-    -------
-    tensor of shape (n_clips, n_frames, dim)
-    """
-    for block in _blocks(lm)[k:]:
-        hidden = block(hidden, None)
-        hidden = hidden[0] if isinstance(hidden, tuple) else hidden  # some transformers versions return a tuple
-    if models.is_whisper(lm):
-        return lm.model.layer_norm(hidden)
-    return lm.model.encoder.layer_norm(hidden) if lm.model.config.do_stable_layer_norm else hidden
-
-
-class TuningNet(torch.nn.Module):
-    """Speech model with LoRA adapters on blocks ``first, ...``, mean pooling of the last state, a shared linear head.
-
-    Everything before block ``first`` is frozen, so its output (:meth:`prefix`)
-    is computed without gradients, in eval mode, and can be kept.
-    """
-
-    def __init__(self, lm: models.LoadedModel, n_outputs: int, config, first: int) -> None:
-        from peft import get_peft_model
-
-        super().__init__()
-        self.lm, self.first = lm, int(first)
-        for p in lm.model.parameters():
-            p.requires_grad_(False)  # the convolutional front end and every non-adapter weight stay frozen
-        self.peft = get_peft_model(lm.model, config)  # injects the adapters into lm.model in place
-        self.head = torch.nn.Linear(lm.spec.dim, int(n_outputs))
-
-    def prefix(self, clips: list[np.ndarray]) -> torch.Tensor:
-        training = self.training
-        self.eval()
-        try:
-            return hidden_state_at(self.lm, clips, self.first)
-        finally:
-            self.train(training)
-
-    def forward(self, prefix: torch.Tensor) -> torch.Tensor:
-        return self.head(last_state_from(self.lm, prefix, self.first).float().mean(dim=1))
-
-    def trainable(self) -> dict[str, torch.nn.Parameter]:
-        return {n: p for n, p in self.named_parameters() if p.requires_grad}
 
 
 # -- the trainer ----------------------------------------------------------------------------------
@@ -511,7 +144,7 @@ class BrainTuner:
         return {n: getattr(self, n) for n in names}
 
     def _validate(self) -> models.ModelSpec:
-        spec = models.get_spec(self.model)  # unknown names: a ValueError listing the valid ones
+        spec = models.resolve(self.model)  # unknown names: a ValueError listing the valid ones
         if spec.kind != "speech":
             raise ValueError(f"model {self.model!r} is a {spec.kind} model; brain-tuning reads speech models: "
                              f"{', '.join(models.model_names('speech'))}")
@@ -548,14 +181,14 @@ class BrainTuner:
         -------
         self
         """
-        self._validate()
+        spec = self._validate()
         train_runs, val_runs = list(train_runs), list(val_runs)
         for r in train_runs + val_runs:
             if r not in data.runs:
                 raise ValueError(f"unknown run {r!r}; valid: {data.runs}")
         if not train_runs or not val_runs or set(train_runs) & set(val_runs):
             raise ValueError(f"train_runs {train_runs} and val_runs {val_runs} must be non-empty and disjoint")
-        lm = models.load_model(self.model, device=self.device)
+        lm = models.load_model(spec, device=self.device)
         self.subjects_ = list(data.subjects)
         self.train_runs_, self.val_runs_ = train_runs, val_runs
         # z-score each participant's voxels with the training runs' statistics
