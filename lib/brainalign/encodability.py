@@ -61,6 +61,8 @@ at one layer or more, and **not encoded** otherwise (:func:`verdicts`). The
 rule takes the best of every layer, so with many layers (31 for SmolLM2) a gain
 just above 0 at a single layer is weak evidence; :func:`verdicts` also counts
 the layers above 0.
+
+The module is longer than most (about 600 lines); a tenth of it is this account of the measurement.
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ when the library's device is the GPU (``config.device()``, e.g. on Colab's GPU
 runtime). Whatever the backend,
 every function here takes and returns numpy arrays.
 
+The module is longer than most (about 640 lines) because :class:`RidgeEncoder`, a
+scikit-learn estimator with its backends, folds and fixed-alpha path, is one piece of about
+300 lines.
+
 References
 ----------
 .. [1] Dupré la Tour, T., Eickenberg, M., Nunez-Elizalde, A. O., & Gallant,

@@ -25,6 +25,10 @@ data, every table loaded from such a folder carries ``table.attrs["synthetic"] =
 (and every split ``Split.synthetic = True``), and ``is_synthetic(obj)`` tells a
 notebook which it holds. Fixture text says that it is generated.
 
+The module is longer than most (about 760 lines): 140 of them are the record of facts below,
+which belongs beside the readers it constrains, and the two datasets share their split, marker
+and error code, so they stay together.
+
 Facts and where they were checked
 ---------------------------------
 [V] = verified in the source named; [U] = unverified.
