@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import sys
 import time
-import types
 
 import numpy as np
 import pytest
 import torch
 
 from brainalign import features, models
+from brainalign.stimuli import lanczos_resample
 
 TEXT = (
     "The old lighthouse keeper climbed the stairs every evening, counting each step aloud. "
@@ -146,23 +145,7 @@ def test_bad_inputs(minilm):
             compute(minilm, ["a", "\u200b", "b"], **kwargs)
 
 
-def _resample_double(values, times, new_times, window=3, cutoff_mult=1.0):
-    """A stand-in for stimuli.lanczos_resample, used only while stimuli.py does not exist."""
-    values = np.asarray(values, float).reshape(len(times), -1)
-    cutoff = cutoff_mult / np.mean(np.diff(new_times))
-    t = cutoff * (np.asarray(new_times)[:, None] - np.asarray(times)[None, :])
-    kernel = np.where(np.abs(t) < window, np.sinc(t) * np.sinc(t / window), 0.0)
-    return kernel @ values
-
-
-def test_tr_features_resamples_each_layer(monkeypatch):
-    try:
-        from brainalign.stimuli import lanczos_resample
-    except ImportError:
-        fake = types.ModuleType("brainalign.stimuli")
-        fake.lanczos_resample = _resample_double
-        monkeypatch.setitem(sys.modules, "brainalign.stimuli", fake)
-        lanczos_resample = _resample_double
+def test_tr_features_resamples_each_layer():
     rng = np.random.default_rng(0)
     word_feats = rng.standard_normal((3, 50, 4)).astype(np.float32)
     word_times = np.sort(rng.uniform(0, 40, 50))
