@@ -368,3 +368,42 @@ def test_planted_share():
         A.planted_share(att[0], drive[0])
     with pytest.raises(ValueError, match="non-negative"):
         A.planted_share(att, -drive)
+
+
+def test_weighted_share_and_most_negative():
+    """The weighted share of |attribution| and the masked words, on hand-made windows; errors on bad input."""
+    weights = np.array([[0.0, 0.5, 1.0, 0.5], [1.0, 1.0, 1.0, 1.0]])
+    att = np.array([[2.0, 0.0, -1.0, 1.0], [0.3, -0.2, 0.1, 0.4]])
+    share = A.weighted_share(att, weights)
+    assert share[0] == pytest.approx((1.0 + 0.5) / 4.0) and share[1] == pytest.approx(1.0)
+    assert A.weighted_share(np.ones((1, 4)), weights[:1])[0] == pytest.approx(weights[0].mean())  # uniform: the mean weight
+    assert np.isnan(A.weighted_share(np.zeros((1, 4)), weights[:1])[0])
+    mask = A.most_negative(att, 2)
+    np.testing.assert_array_equal(mask, [[False, True, True, False], [False, True, True, False]])
+    assert A.most_negative(np.zeros((1, 4)), 1)[0].tolist() == [True, False, False, False]  # ties: the earlier word
+    with pytest.raises(ValueError, match="one 2-D shape"):
+        A.weighted_share(att, weights[:, :3])
+    with pytest.raises(ValueError, match="non-negative"):
+        A.weighted_share(att, -weights)
+    for k in (0, 5, 1.5):
+        with pytest.raises(ValueError, match=f"k={k!r} must be an integer from 1 to the 4 words"):
+            A.most_negative(att, k)
+
+
+def test_converged_integrated_gradients_doubles_the_points_until_complete(story):
+    att = _attributor(story, context=C)
+    trs = att.eligible[:1]
+    key = ("alignment", 2, "roi")
+    out, history = att.converged_integrated_gradients(trs, key, n_steps=2, max_factor=64, tolerance=0.01, batch_size=16)
+    steps = list(history)
+    assert steps[0] == 2 and all(b == 2 * a for a, b in zip(steps, steps[1:]))
+    assert history[steps[-1]] < 0.01 and all(v >= 0.01 for v in list(history.values())[:-1])
+    assert len(steps) > 1  # two points do not integrate the loss of a transformer
+    direct = att.attribute(trs, keys=[key], method="integrated_gradients", n_steps=steps[-1], batch_size=16)
+    np.testing.assert_allclose(out.scores[key], direct.scores[key], rtol=1e-5, atol=1e-8)
+    # a tolerance never met stops at max_factor times the first number of points
+    _, capped = att.converged_integrated_gradients(trs, key, n_steps=2, max_factor=4, tolerance=1e-12, batch_size=16)
+    assert list(capped) == [2, 4, 8]
+    for bad, match in [({"max_factor": 0}, "max_factor=0"), ({"tolerance": 1.5}, "tolerance=1.5")]:
+        with pytest.raises(ValueError, match=match):
+            att.converged_integrated_gradients(trs, key, **bad)

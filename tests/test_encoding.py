@@ -231,6 +231,27 @@ def test_cross_validated_scores_respects_runs():
     assert not np.allclose(with_runs, without)  # the boundary samples see different features
 
 
+def test_held_out_scores_fit_every_participant_at_once():
+    """One fit for participants who heard the same stimulus gives each voxel the score of its own fit."""
+    rng = np.random.default_rng(9)
+    runs = ["a", "b", "c", "test"]
+    X = {r: rng.standard_normal((80, 6)) for r in runs}
+    W = rng.standard_normal((6, 4))
+    Y = {"signal": {r: np.roll(X[r], 1, axis=0) @ W + 0.5 * rng.standard_normal((80, 4)) for r in runs},
+         "noise": {r: rng.standard_normal((80, 2)) for r in runs}}  # another number of voxels, nothing planted
+    kw = dict(delays=(1,), n_folds=3)
+    got = encoding.held_out_scores(X, Y, runs[:3], "test", **kw)
+    assert list(got) == ["signal", "noise"] and got["signal"].shape == (4,) and got["noise"].shape == (2,)
+    assert np.all(got["signal"] > 0.8) and np.all(np.abs(got["noise"]) < 0.3)
+    groups = np.repeat([0, 1, 2], 80)
+    for s in Y:  # each participant alone: the same scores (each voxel has its own penalty and z-scoring)
+        alone = RidgeEncoder(**kw).fit(np.concatenate([X[r] for r in runs[:3]]), np.concatenate([Y[s][r] for r in runs[:3]]),
+                                       runs=groups)
+        np.testing.assert_allclose(got[s], pearson_r(Y[s]["test"], alone.predict(X["test"])), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"missing: \[\('noise', 'test'\)\]"):
+        encoding.held_out_scores(X, {**Y, "noise": {r: Y["noise"][r] for r in runs[:3]}}, runs[:3], "test", **kw)
+
+
 def test_fixed_alphas_reproduce_the_cross_validated_fit():
     rng = np.random.default_rng(3)
     for n_features in (8, 120):  # primal ridge, then kernel ridge (delayed features outnumber samples)

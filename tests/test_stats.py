@@ -110,6 +110,45 @@ def test_wilcoxon_across_subjects():
         wilcoxon_across_subjects(base, alternative="bigger")
 
 
+def test_wilcoxon_family_tests_each_pair_and_corrects_over_the_family():
+    import pandas as pd
+
+    subjects = [f"S{i:02d}" for i in range(1, 9)]
+    rng = np.random.default_rng(5)
+    base = pd.Series(rng.standard_normal(8), index=subjects)
+    better = base + 0.5 + 0.1 * rng.standard_normal(8)
+    same = pd.Series(base.to_numpy() + 0.3 * rng.standard_normal(8), index=subjects)
+    # the second values are read at the first values' participants, whatever their order
+    out = stats.wilcoxon_family({"better": (better, base[::-1]), "same": (same, base), "better > 0": (better - base, None)})
+    assert list(out) == ["better", "same", "better > 0"]
+    p = [wilcoxon_across_subjects(better.to_numpy(), base.to_numpy(), "greater")[1],
+         wilcoxon_across_subjects(same.to_numpy(), base.to_numpy(), "greater")[1],
+         wilcoxon_across_subjects((better - base).to_numpy(), None, "greater")[1]]
+    _, q = fdr(np.array(p))
+    for row, p_k, q_k in zip(out.values(), p, q):
+        assert row["p"] == pytest.approx(p_k) and row["q"] == pytest.approx(q_k)
+    assert out["better"]["difference"] == pytest.approx(float((better - base).mean()))
+    assert out["better"]["q"] < 0.05 < out["same"]["q"]
+    assert out["better"]["p"] == pytest.approx(out["better > 0"]["p"])  # paired = the differences against 0
+    with pytest.raises(ValueError, match=r"'better': the second values lack participant\(s\) \['S08'\]"):
+        stats.wilcoxon_family({"better": (better, base[:7])})
+    with pytest.raises(ValueError, match="pairs is empty"):
+        stats.wilcoxon_family({})
+
+
+def test_first_crossing_interpolates_where_a_curve_reaches_a_level():
+    x = np.array([1.0, 2.0, 4.0, 8.0])
+    y = np.array([0.1, 0.2, 0.4, 0.3])
+    assert stats.first_crossing(x, y, 0.3) == pytest.approx(3.0)  # between 2 and 4, not at the later dip
+    assert stats.first_crossing(x, y, 0.05) == 1.0  # already reached at the first point
+    assert stats.first_crossing(x, y, 0.4) == 4.0
+    assert np.isnan(stats.first_crossing(x, y, 0.5))  # never reached
+    with pytest.raises(ValueError, match="strictly increasing"):
+        stats.first_crossing(x[::-1], y, 0.3)
+    with pytest.raises(ValueError, match="one non-zero length"):
+        stats.first_crossing(x, y[:3], 0.3)
+
+
 def test_bootstrap_ci():
     rng = np.random.default_rng(5)
     values = rng.normal(1.0, 1.0, size=(200, 2))

@@ -48,6 +48,17 @@ def test_clips_pad_outside_the_audio_with_silence():
     assert np.all(clip[: 2 * 16000] == 0) and np.array_equal(clip[2 * 16000 :], data.audio["a"][: 2 * 16000])
 
 
+def test_subset_keeps_the_stimulus_and_the_chosen_participants():
+    data = _data(n_subjects=3)
+    part = data.subset(["P2", "P0"])
+    assert part.subjects == ["P2", "P0"] and part.runs == data.runs
+    assert part.audio is data.audio and part.bounds is data.bounds
+    assert part.responses["P2"] is data.responses["P2"]
+    for bad in (["P9"], []):
+        with pytest.raises(ValueError, match=r"must be a non-empty list of \['P0', 'P1', 'P2'\]"):
+            data.subset(bad)
+
+
 def test_lora_on_attention_projections_only_and_the_rest_frozen(tmp_path, monkeypatch):
     data = _data()
     lm0 = models.load_model("whisper-tiny-en")

@@ -9,7 +9,8 @@ regression with one regularisation strength per target, chosen by
 cross-validation over contiguous blocks of time (:func:`contiguous_folds`),
 with himalaya [1]_. Models are scored with the Pearson correlation between
 predicted and measured responses on held-out data (:func:`pearson_r`,
-:func:`cross_validated_scores`).
+:func:`cross_validated_scores`, :func:`held_out_scores` for several participants
+who heard the same stimulus).
 
 The computations run on a himalaya backend: ``"torch"`` on the CPU when torch
 can be imported (about 1.5x faster than ``"numpy"`` on the machines we
@@ -18,7 +19,7 @@ when the library's device is the GPU (``config.device()``, e.g. on Colab's GPU
 runtime). Whatever the backend,
 every function here takes and returns numpy arrays.
 
-The module is longer than most (about 640 lines) because :class:`RidgeEncoder`, a
+The module is longer than most (about 680 lines) because :class:`RidgeEncoder`, a
 scikit-learn estimator with its backends, folds and fixed-alpha path, is one piece of about
 300 lines.
 
@@ -34,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import scipy.linalg
@@ -55,6 +56,7 @@ __all__ = [
     "contiguous_folds",
     "cross_validated_scores",
     "delay_within_runs",
+    "held_out_scores",
     "pearson_r",
     "resolve_backend",
     "set_backend",
@@ -641,3 +643,46 @@ def cross_validated_scores(
         encoder = RidgeEncoder(delays=(0,), **encoder_kwargs).fit(Xd[train], Y[train])
         predictions[test] = encoder.predict(Xd[test])
     return pearson_r(Y, predictions), predictions
+
+
+def held_out_scores(
+    X: Mapping[str, np.ndarray],
+    Y: Mapping[str, Mapping[str, np.ndarray]],
+    train_runs: Sequence[str],
+    test_run: str,
+    **encoder_kwargs: object,
+) -> dict[str, np.ndarray]:
+    """Held-out Pearson r of every voxel of several participants who heard the same stimulus, from one fit.
+
+    The participants share the features, so one :class:`RidgeEncoder` fits all their voxels
+    side by side (one decomposition of the features serves every target); each voxel still
+    gets its own penalty, chosen by contiguous folds that never split a training run.
+
+    Parameters
+    ----------
+    X : mapping of run -> array of shape (n_trs, n_features)
+        The stimulus features of each run.
+    Y : mapping of participant -> mapping of run -> array of shape (n_trs, n_voxels)
+        Each participant's responses (the number of voxels may differ between participants).
+    train_runs : sequence of str
+        The runs the encoder is fitted on.
+    test_run : str
+        The run it is scored on.
+    **encoder_kwargs
+        Parameters of :class:`RidgeEncoder` (``delays``, ``n_folds``, ``alphas``, ...).
+
+    Returns
+    -------
+    dict of participant -> array of shape (n_voxels,)
+        Pearson r of each voxel's prediction of ``test_run``.
+    """
+    runs = list(train_runs) + [test_run]
+    missing = [(s, r) for s in Y for r in runs if r not in Y[s]] + [("features", r) for r in runs if r not in X]
+    if not Y or not train_runs or missing:
+        raise ValueError(f"held_out_scores needs participants, training runs, and every run in X and Y; missing: {missing}")
+    subjects = list(Y)
+    groups = np.concatenate([np.full(len(X[r]), i) for i, r in enumerate(train_runs)])
+    targets = np.concatenate([np.concatenate([Y[s][r] for r in train_runs]) for s in subjects], axis=1)
+    encoder = RidgeEncoder(**encoder_kwargs).fit(np.concatenate([X[r] for r in train_runs]), targets, runs=groups)
+    r = pearson_r(np.concatenate([Y[s][test_run] for s in subjects], axis=1), encoder.predict(X[test_run]))
+    return dict(zip(subjects, np.split(r, np.cumsum([Y[s][test_run].shape[1] for s in subjects])[:-1])))

@@ -4,7 +4,8 @@ fMRI time series are autocorrelated, so shuffling single samples makes the
 null distribution of a correlation too narrow; :func:`block_permutation_test`
 shuffles blocks of consecutive samples instead. :func:`fdr` corrects the
 resulting per-voxel p-values for multiple comparisons (Benjamini-Hochberg),
-:func:`wilcoxon_across_subjects` compares scores across subjects,
+:func:`wilcoxon_across_subjects` compares scores across subjects (and
+:func:`wilcoxon_family` a family of such comparisons, FDR-corrected),
 :func:`paired_block_bootstrap` compares two models' predictions of the same
 data, and :func:`bootstrap_ci` gives percentile bootstrap confidence intervals.
 
@@ -22,15 +23,15 @@ every test here, and ``bench/README.md`` records the table.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 from scipy import stats as sstats
 
 from . import config
 
-__all__ = ["block_permutation_test", "bootstrap_ci", "correlation_ci", "fdr", "paired_block_bootstrap",
-           "wilcoxon_across_subjects"]
+__all__ = ["block_permutation_test", "bootstrap_ci", "correlation_ci", "fdr", "first_crossing", "paired_block_bootstrap",
+           "wilcoxon_across_subjects", "wilcoxon_family"]
 
 _ALTERNATIVES = ("two-sided", "greater", "less")
 
@@ -281,6 +282,93 @@ def wilcoxon_across_subjects(
             raise ValueError(f"a has shape {a.shape} but b has shape {b.shape}")
     res = sstats.wilcoxon(a, b, alternative=alternative, axis=0)
     return res.statistic, res.pvalue
+
+
+def wilcoxon_family(
+    pairs: Mapping[str, tuple[Mapping[str, float], Mapping[str, float] | None]], alpha: float = 0.05
+) -> dict[str, dict[str, float]]:
+    """One-sided Wilcoxon across participants for a family of paired comparisons, FDR-corrected over the family.
+
+    Each comparison asks whether its first values exceed its second ones, participant by
+    participant; a claim made of several comparisons holds when every difference is positive
+    and every q-value is below ``alpha``.
+
+    Parameters
+    ----------
+    pairs : mapping of label -> (a, b)
+        ``a`` and ``b``: one value per participant, as mappings participant -> value (a pandas
+        Series works); ``b`` is read at ``a``'s participants, and every one of them must be in
+        it. ``b`` None tests ``a`` against 0.
+    alpha : float, default=0.05
+        The FDR level that ``q`` is compared with by the caller (Benjamini-Hochberg over the family).
+
+    Returns
+    -------
+    dict of label -> {"difference", "p", "q"}
+        The mean difference ``a - b`` over the participants, the one-sided p-value and its q-value.
+
+    Examples
+    --------
+    >>> trained = {"S01": 0.30, "S02": 0.28, "S03": 0.35, "S04": 0.31, "S05": 0.29}
+    >>> untrained = {"S01": 0.10, "S02": 0.12, "S03": 0.09, "S04": 0.15, "S05": 0.11}
+    >>> out = wilcoxon_family({"trained > untrained": (trained, untrained), "trained > 0": (trained, None)})
+    >>> round(out["trained > untrained"]["difference"], 3), round(out["trained > untrained"]["q"], 4)
+    (0.192, 0.0312)
+    """
+    if not pairs:
+        raise ValueError("pairs is empty: give at least one label -> (a, b)")
+    rows = {}
+    for label, (a, b) in pairs.items():
+        subjects = list(a.keys())
+        missing = [] if b is None else [s for s in subjects if s not in b]
+        if missing:
+            raise ValueError(f"{label!r}: the second values lack participant(s) {missing}")
+        x = np.array([a[s] for s in subjects], dtype=np.float64)
+        y = None if b is None else np.array([b[s] for s in subjects], dtype=np.float64)
+        _, p = wilcoxon_across_subjects(x, y, "greater")
+        rows[label] = {"difference": float(x.mean() - (0.0 if y is None else y.mean())), "p": float(p)}
+    _, q = fdr(np.array([row["p"] for row in rows.values()]), alpha=alpha)
+    for row, q_value in zip(rows.values(), q):
+        row["q"] = float(q_value)
+    return rows
+
+
+def first_crossing(x: np.ndarray, y: np.ndarray, level: float) -> float:
+    """Where a curve first reaches a level, interpolated linearly between its points.
+
+    For example the amount of encoding data at which a model's alignment first reaches
+    another model's best: ``x`` the amounts, ``y`` the alignment at each.
+
+    Parameters
+    ----------
+    x : array of shape (n_points,)
+        Increasing positions of the curve's points.
+    y : array of shape (n_points,)
+        The curve's values there.
+    level : float
+
+    Returns
+    -------
+    float
+        ``x[0]`` when the curve starts at or above ``level``; nan when it never reaches it.
+
+    Examples
+    --------
+    >>> first_crossing(np.array([1.0, 2.0, 4.0]), np.array([0.1, 0.2, 0.4]), 0.3)
+    3.0
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.ndim != 1 or x.shape != y.shape or x.size == 0:
+        raise ValueError(f"x and y must be 1-d arrays of one non-zero length, got shapes {x.shape} and {y.shape}")
+    if np.any(np.diff(x) <= 0):
+        raise ValueError(f"x must be strictly increasing, got {x.tolist()}")
+    reached = np.flatnonzero(y >= level)
+    if reached.size == 0:
+        return float("nan")
+    i = int(reached[0])
+    if i == 0:
+        return float(x[0])
+    return float(x[i - 1] + (x[i] - x[i - 1]) * (level - y[i - 1]) / (y[i] - y[i - 1]))
 
 
 def correlation_ci(x: np.ndarray, y: np.ndarray, ci: float = 0.95) -> tuple[float, float, float]:

@@ -43,7 +43,7 @@ Every public name can be imported from ``brainalign.attribution`` itself.
 
 ``measures``
     The analyses of word attribution vectors (important sets, overlap, spread,
-    profiles, planted share, word classes) on plain arrays; no torch.
+    profiles, weighted and planted shares, word classes, masks) on plain arrays; no torch.
 ``gradients``
     The attribution methods on torch tensors: Gradient x Input, Integrated Gradients.
 ``forward``
@@ -66,11 +66,13 @@ from .measures import (
     iou,
     iou_curve,
     layer_group,
+    most_negative,
     planted_share,
     random_iou,
     random_iou_curve,
     set_sizes,
     spread_auc,
+    weighted_share,
     word_classes,
 )
 from .pipeline import BASELINES, NWP_READOUTS, BrainAttribution, RidgeMap, WordAttributions
@@ -78,6 +80,6 @@ from .pipeline import BASELINES, NWP_READOUTS, BrainAttribution, RidgeMap, WordA
 __all__ = [
     "BASELINES", "BrainAttribution", "CONTENT_POS", "METHODS", "NWP_READOUTS", "RidgeMap", "THRESHOLDS", "WordAttributions",
     "centre_of_mass", "distance_profile", "gather_windows", "gradient_x_input", "hrf_word_weights",
-    "important_set", "integrated_gradients", "iou", "iou_curve", "layer_group", "planted_share", "random_iou", "random_iou_curve",
-    "set_sizes", "spread_auc", "word_classes",
+    "important_set", "integrated_gradients", "iou", "iou_curve", "layer_group", "most_negative", "planted_share", "random_iou",
+    "random_iou_curve", "set_sizes", "spread_auc", "weighted_share", "word_classes",
 ]

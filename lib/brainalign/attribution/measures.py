@@ -2,9 +2,10 @@
 
 Each function takes the attributions of the words of one window, or of many
 (rows: windows; the last column is the current word), as plain arrays, however
-they were computed. :func:`hrf_word_weights` and :func:`planted_share` compare
-them with what the simulated cohort planted; :func:`word_classes` tags words as
-content or function words.
+they were computed. :func:`hrf_word_weights`, :func:`weighted_share` and
+:func:`planted_share` compare them with what the simulated cohort planted;
+:func:`word_classes` tags words as content or function words;
+:func:`most_negative` picks the words a masking test masks.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from scipy import stats as sstats
 
 __all__ = [
     "CONTENT_POS", "THRESHOLDS", "centre_of_mass", "distance_profile", "gather_windows", "hrf_word_weights",
-    "important_set", "iou", "iou_curve", "layer_group", "planted_share", "random_iou", "random_iou_curve",
-    "set_sizes", "spread_auc", "word_classes",
+    "important_set", "iou", "iou_curve", "layer_group", "most_negative", "planted_share", "random_iou", "random_iou_curve",
+    "set_sizes", "spread_auc", "weighted_share", "word_classes",
 ]
 
 #: the thresholds (in % of the total absolute attribution) of the study
@@ -239,6 +240,61 @@ def hrf_word_weights(word_times: np.ndarray, times: np.ndarray, tr: float, windo
     grid = np.concatenate([times[0] - tr * np.arange(n_pre, 0, -1), times])
     kernel = lanczos_resample(np.eye(len(word_times)), word_times, grid, window=window)
     return convolve_hrf(kernel, tr, peak=peak)[n_pre:]
+
+
+def weighted_share(attributions: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted share of each window's |attribution|: ``sum_j |a_j| w_j / sum_j |a_j|``.
+
+    With ``w`` a window's HRF weights (:func:`hrf_word_weights`) scaled to a maximum of 1,
+    the share is 1 when every attribution falls on the words at the HRF's peak lag and the
+    mean weight when the attribution is uniform.
+
+    Parameters
+    ----------
+    attributions : array of shape (n_windows, n_words)
+    weights : array of shape (n_windows, n_words)
+        Non-negative weight of each word of each window.
+
+    Returns
+    -------
+    share : array of shape (n_windows,)
+        nan for a window whose attributions are all zero.
+    """
+    a, w = np.abs(np.asarray(attributions, dtype=np.float64)), np.asarray(weights, dtype=np.float64)
+    if a.ndim != 2 or a.shape != w.shape:
+        raise ValueError(f"attributions {a.shape} and weights {w.shape} must be one 2-D shape")
+    if (w < 0).any() or not np.isfinite(w).all():
+        raise ValueError("the weights must be finite and non-negative")
+    total = a.sum(1)
+    return np.divide((a * w).sum(1), total, out=np.full(len(a), np.nan), where=total > 0)
+
+
+def most_negative(attributions: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` words of each window with the most negative attribution, as a mask.
+
+    Setting a word's input embedding to zero changes a loss by about minus the word's
+    Gradient x Input attribution, so the words whose attribution of a loss is most negative
+    are those that most support the prediction: the words a masking test masks.
+
+    Parameters
+    ----------
+    attributions : array of shape (n_windows, n_words)
+    k : int
+        Words per window, 1 <= k <= n_words.
+
+    Returns
+    -------
+    mask : bool array of shape (n_windows, n_words)
+        True at the masked words (ties: the earlier word first).
+    """
+    a = np.asarray(attributions, dtype=np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"attributions must be 2-D (n_windows, n_words), got shape {a.shape}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= a.shape[1]:
+        raise ValueError(f"k={k!r} must be an integer from 1 to the {a.shape[1]} words of a window")
+    mask = np.zeros(a.shape, dtype=bool)
+    np.put_along_axis(mask, np.argsort(a, axis=1, kind="stable")[:, :k], True, axis=1)
+    return mask
 
 
 def planted_share(attributions: np.ndarray, drive: np.ndarray, threshold: float = 50) -> np.ndarray:

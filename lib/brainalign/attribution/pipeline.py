@@ -446,6 +446,61 @@ class BrainAttribution:
         scores, delta, gap = ({k: d[self._canonical(k)].copy() for k in requested} if d else {} for d in (scores, delta, gap))
         return WordAttributions(trs=trs, first=first, last=last, scores=scores, method=method, delta=delta, gap=gap)
 
+    def converged_integrated_gradients(
+        self,
+        trs: Sequence[int],
+        key: tuple,
+        n_steps: int = 20,
+        max_factor: int = 8,
+        tolerance: float = 0.05,
+        batch_size: int = 8,
+        baseline: str = "zero",
+    ) -> tuple[WordAttributions, dict[int, float]]:
+        """Integrated Gradients of one target, its path points doubled until the attributions are complete.
+
+        Integrated Gradients is complete: a window's attributions sum to the loss difference
+        between the input and the baseline, up to the error of the path integral. A loss
+        that changes sharply along the path needs more points; starting from ``n_steps``,
+        the points are doubled until the median over the TRs of
+        ``|convergence delta| / |loss difference|`` is below ``tolerance``, or until
+        ``max_factor * n_steps`` points were tried.
+
+        Parameters
+        ----------
+        trs : sequence of int
+            Eligible TRs.
+        key : tuple
+            One target (see :meth:`keys`).
+        n_steps : int, default=20
+            Points of the first try.
+        max_factor : int, default=8
+            The most points tried, as a multiple of ``n_steps`` (a power of two reaches it exactly).
+        tolerance : float, default=0.05
+            The median relative completeness gap at which the doubling stops.
+        batch_size, baseline
+            See :meth:`attribute`.
+
+        Returns
+        -------
+        attributions : WordAttributions
+            Those of the last try.
+        history : dict of int -> float
+            Points of each try -> its median relative completeness gap; the last entry is
+            the returned try's, below ``tolerance`` if the attributions converged.
+        """
+        if isinstance(max_factor, bool) or not isinstance(max_factor, (int, np.integer)) or max_factor < 1:
+            raise ValueError(f"max_factor={max_factor!r} must be a positive integer")
+        if not 0 < tolerance < 1:
+            raise ValueError(f"tolerance={tolerance!r} must be in (0, 1)")
+        steps, history = int(n_steps), {}
+        while True:
+            out = self.attribute(trs, keys=[key], method="integrated_gradients", batch_size=batch_size,
+                                 n_steps=steps, baseline=baseline)
+            history[steps] = float(np.median(np.abs(out.delta[key]) / np.abs(out.gap[key])))
+            if history[steps] < tolerance or steps >= max_factor * int(n_steps):
+                return out, history
+            steps *= 2
+
     def _baseline(self, baseline: str) -> torch.Tensor | None:
         if baseline not in BASELINES:
             raise ValueError(f"unknown baseline {baseline!r}; valid: {list(BASELINES)}")

@@ -186,6 +186,13 @@ class TuningData:
             out.append(clip)
         return out
 
+    def subset(self, subjects: Sequence[str]) -> TuningData:
+        """The same audio and windows with the responses of ``subjects`` only (e.g. the tuning participants)."""
+        unknown = [s for s in subjects if s not in self.responses]
+        if unknown or not subjects:
+            raise ValueError(f"subjects {list(subjects)} must be a non-empty list of {self.subjects}; unknown: {unknown}")
+        return TuningData(self.audio, self.bounds, {s: self.responses[s] for s in subjects})
+
     def digest(self) -> str:
         """A hash of the audio, windows and responses (part of the tuning run's key)."""
         return digest({"audio": self.audio, "bounds": {r: list(b) for r, b in self.bounds.items()},
