@@ -500,6 +500,70 @@ def test_study_one_labels_a_narratives_story_by_the_transcripts_sentences_and_th
     assert list(labels.loc[first, "top_constituents"]) == ["OTHER", "OTHER", "NP_VP"]
 
 
+def test_the_studys_released_labels_are_read_in_its_classes_and_compared_with_ours(narratives):
+    """The label file in its released format (written words, CSV-quoted where they hold a comma, the study's codes,
+    its mis-encoded ellipses), read against the story's words, and the agreement of our labeller with it."""
+    import csv
+
+    from brainalign import probing
+    from brainalign.stimuli import GENTLE_WORD
+
+    story = narratives / "stimuli" / "gentle" / "21styear"
+    sentences = ["Call me Ishmael.",
+                 "Some years ago, never mind how long precisely, having little or no money in my purse, "
+                 "I thought I would sail about a little.",
+                 "The old man saw the whale."]
+    text = " ".join(sentences)
+    (story / "transcript.txt").write_text(text + "\n")
+    tokens = [m.group() for m in GENTLE_WORD.finditer(text)]
+    (story / "align.csv").write_text("".join(f"{w},{w.lower()},{22 + 0.3 * i:.2f},{22.2 + 0.3 * i:.2f}\n"
+                                             for i, w in enumerate(tokens)))
+    ds = Narratives(narratives)
+    assert ds.study_labels("21styear") is None  # not fetched
+    # by hand, in the study's codes: sen_len (3: 1-4, 1: 5-8, 2: 9+ words), tree_depth, top_const (1: NP VP),
+    # tense (1: past, 2: present), subjnum and objnum (1: singular, 2: plural)
+    codes = [(3, 5, 2, 2, 1, 1), (2, 7, 2, 1, 1, 1), (1, 6, 1, 1, 1, 1)]
+    rows = []
+    for sentence, code in zip(sentences, codes):
+        written = sentence.split()
+        written[-1] = written[-1].replace(".", "\u00e2\u20ac\u00a6") if code[0] == 2 else written[-1]  # as the file has it
+        rows += [(w, *code) for w in written]
+    labels_dir = narratives / "stimuli" / "oota2023"
+    labels_dir.mkdir(parents=True)
+    path = labels_dir / "21styear_probing_labels.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["words", "sen_len", "tree_depth", "top_const", "tense", "subjnum", "objnum"])
+        writer.writerows(rows)
+    assert '"ago,"' in path.read_text()
+    study = ds.study_labels("21styear")
+    first = [0, 3, 3 + 24]
+    assert len(study) == len(tokens) == 33
+    assert list(study.loc[first, "sentence_length"]) == ["1-4", "9+", "5-8"]
+    assert list(study.loc[first, "tree_depth"]) == ["1-5", "7+", "6"]
+    assert list(study.loc[first, "top_constituents"]) == ["OTHER", "OTHER", "NP_VP"]
+    assert list(study.loc[first, "tense"]) == ["PRES", "PAST", "PAST"]
+    ours = probing.property_labels(probing.annotate_runs({"21styear": list(ds.words("21styear")["written"])}), classes="study")
+    agree = probing.label_agreement(ours.reset_index(drop=True), study)
+    for prop in ("sentence_length", "top_constituents", "tense"):  # what the test above checks our labeller gives
+        assert agree.loc[prop, "agreement"] == 1.0 and agree.loc[prop, "kappa"] == pytest.approx(1.0)
+    assert agree.loc["sentence_length", "chance_agreement"] == pytest.approx((3**2 + 24**2 + 6**2) / 33**2)
+    # a file of another story, rows out of order, or a code the study does not use: stopped, naming the row
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([["words", "sen_len", "tree_depth", "top_const", "tense", "subjnum", "objnum"],
+                                 rows[1], rows[0], *rows[2:]])
+    with pytest.raises(ValueError, match=r"row 2 labels 'me' where the story has 'Call' \(2 rows differ\)"):
+        ds.study_labels("21styear")
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([["words", "sen_len", "tree_depth", "top_const", "tense", "subjnum", "objnum"],
+                                 rows[0][:1] + (4,) + rows[0][2:], *rows[1:]])
+    with pytest.raises(ValueError, match=r"row 2 has sen_len='4'; the study's codes are \[1, 2, 3\]"):
+        ds.study_labels("21styear")
+    path.write_text("words,sen_len\nCall,3\n")
+    with pytest.raises(ValueError, match=r"no column\(s\) \['tree_depth'"):
+        ds.study_labels("21styear")
+
+
 def test_narratives_task_with_two_stories_and_repeated_scans(narratives):
     ds = Narratives(narratives)
     slum, reach = ds.words("slumlord"), ds.words("reach")

@@ -189,6 +189,34 @@ def test_a_corrupt_local_file_is_fetched_again(toy, home):
     assert report.fetched == ["data/S1/a.hf5"] and target.read_bytes() == SERVER["data/S1/a.hf5"]
 
 
+def test_a_file_without_a_published_checksum_is_trusted_on_first_download(toy, home, tmp_path, monkeypatch):
+    """Its md5 is recorded at the first download; a later check compares with it, and a re-download that differs is rejected."""
+    labels = b"words,sen_len\nThis,3\nis,3\n"
+    toy["files"].append({"path": "labels/{run}.csv", "per": ["run"], "runs": ["a"],
+                         "url": "https://example.org/toy/released/{run}_labels.csv", "checksum": "first-download"})
+    (fetch.manifest.FILE_MANIFESTS / "toy.json").write_text(json.dumps(toy))
+    spec = next(f for f in fetch.plan("toy").files if f.path.startswith("labels/"))
+    assert spec.path == "labels/a.csv" and spec.url.endswith("/released/a_labels.csv") and spec.trust_first
+    assert [f.path for f in fetch.plan("toy", runs=["b"]).files if f.trust_first] == []  # only the group's runs
+    server = FakeServer({**SERVER, "released/a_labels.csv": labels})
+    http = HTTPTransport(opener=server, progress=False)
+    report = fetch.fetch("toy", transport=HTTPTransport("https://example.org/toy/", opener=server, progress=False),
+                         http=http, progress=False)
+    assert "labels/a.csv" in report.fetched
+    status = {s.path: s for s in fetch.verify("toy", progress=False)}
+    assert status["labels/a.csv"].state == "valid"  # checked against the recorded md5, not merely present
+    # the file changes on disk: the check against the first download's md5 says so
+    (home / "toy" / "labels/a.csv").write_bytes(labels.replace(b"3", b"1"))
+    status = {s.path: s for s in fetch.verify("toy", progress=False)}
+    assert status["labels/a.csv"].state == "corrupt" and "recorded at its first download" in status["labels/a.csv"].detail
+    # fetched again, a server copy that differs from the first download is rejected and nothing is put in place
+    server.files["released/a_labels.csv"] = labels + b"more,1\n"
+    with pytest.raises(FetchError, match="labels/a.csv: rejected: md5 .*recorded at its first download"):
+        fetch.fetch("toy", transport=HTTPTransport("https://example.org/toy/", opener=server, progress=False),
+                    http=http, progress=False)
+    assert not (home / "toy" / fetch.STAGING / "labels/a.csv").exists()
+
+
 def test_http_cannot_fetch_a_file_set(tmp_path):
     out = HTTPTransport("https://example.org/", opener=FakeServer()).fetch([FileSpec("x/*.hf5", tmp_path)], tmp_path)
     assert "plain HTTP cannot list" in out["x/*.hf5"]
@@ -340,16 +368,25 @@ def test_datalad_installs_then_gets(home, tmp_path):
                 out.write_text("{}" if rel.endswith(".json") else "<?xml version='1.0'?><GIFTI/>" if rel.endswith(".gii")
                                else "word,word,1.0,1.2\n")
 
+    urls = []
+
+    def opener(request):  # the study's label file comes over HTTP from its repository, at a fixed commit
+        urls.append(request.full_url)
+        return FakeResponse(b"words,sen_len,tree_depth,top_const,tense,subjnum,objnum\nThis,3,5,1,2,1,1\n")
+
     transport = DataLadTransport("https://datasets.datalad.org/labs/hasson/narratives", runner=runner)
-    report = fetch.fetch("narratives", subjects=["sub-244"], root=root, transport=transport, progress=False)
+    http = HTTPTransport(opener=opener, progress=False)
+    report = fetch.fetch("narratives", subjects=["sub-244"], root=root, transport=transport, http=http, progress=False)
     assert commands[0][:4] == ["datalad", "install", "-s", "https://datasets.datalad.org/labs/hasson/narratives"]
     got = [p for c in commands[1:] for p in c[6:]]
     assert "derivatives/afni-nosmooth/sub-244/func/sub-244_task-21styear_space-fsaverage6_hemi-L_desc-clean.func.gii" in got
     assert {"stimuli/gentle/21styear/align.csv", "stimuli/gentle/21styear/transcript.txt"} <= set(got)
-    assert len(report.fetched) == len(got) == 8
+    assert len(got) == 8 and sorted(report.fetched) == sorted(got + ["stimuli/oota2023/21styear_probing_labels.csv"])
+    assert urls == ["https://raw.githubusercontent.com/subbareddy248/lingprop-brain-alignment/56c214b14a45bc88c0da3b2e4596b65ecf495619"
+                    "/stimulus_resources/balanced_21styear_probing_labels.csv"]
     n = len(commands)
-    fetch.fetch("narratives", subjects=["sub-244"], root=root, transport=transport, progress=False)
-    assert len(commands) == n  # all there: no datalad call
+    fetch.fetch("narratives", subjects=["sub-244"], root=root, transport=transport, http=http, progress=False)
+    assert len(commands) == n and len(urls) == 1  # all there: no datalad call, no download
 
 
 def test_datalad_missing_or_no_access_fails_at_once(home, tmp_path, monkeypatch):

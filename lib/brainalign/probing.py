@@ -18,6 +18,11 @@ constituency depth. Tense,
 subject number and object number keep their categories in both. Labels are
 sentence-level and broadcast to every word of the sentence.
 
+The study released its own labels of its story (``21styear``):
+:func:`read_study_labels` reads that file in the same classes, and
+:func:`label_agreement` measures how well a labelling agrees with it
+(agreement and Cohen's kappa, per property).
+
 A probe is a linear classifier (a ridge classifier on standardised
 features: one closed-form solve, so probing every layer, property and removal
 stays fast) scored by held-out accuracy over contiguous folds of words, with
@@ -30,7 +35,9 @@ is reported too, since some properties have very unequal classes.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -39,9 +46,9 @@ from .cache import atomic_write
 from .encoding import contiguous_folds
 from .linguistics import PROPERTIES, annotate_words
 
-__all__ = ["CLASS_SCHEMES", "PROPERTIES", "STUDY_BINS", "STUDY_TOP_CONSTITUENTS", "check_properties", "annotate_runs",
-           "property_labels", "probe_predictions", "probe_scores", "probe_accuracy", "GramRidgeClassifier", "write_senteval",
-           "SENTEVAL_NAMES"]
+__all__ = ["CLASS_SCHEMES", "PROPERTIES", "STUDY_BINS", "STUDY_LABEL_CODES", "STUDY_TOP_CONSTITUENTS", "check_properties",
+           "annotate_runs", "label_agreement", "property_labels", "probe_predictions", "probe_scores", "probe_accuracy",
+           "read_study_labels", "GramRidgeClassifier", "write_senteval", "SENTEVAL_NAMES"]
 
 #: how the numeric and pattern properties become classes (see the module docstring)
 CLASS_SCHEMES = ("quantiles", "study")
@@ -50,6 +57,19 @@ CLASS_SCHEMES = ("quantiles", "study")
 STUDY_BINS = {"sentence_length": ((4, 8), ("1-4", "5-8", "9+")), "tree_depth": ((5, 6), ("1-5", "6", "7+"))}
 #: the study's top-constituent class against all others (``np_vp`` of :func:`brainalign.linguistics.annotate_words`)
 STUDY_TOP_CONSTITUENTS = "NP_VP"
+
+#: the study's released label file (``balanced_21styear_probing_labels.csv``): the column of each property and
+#: the class each of its codes stands for, in the classes of ``property_labels(classes="study")``. The file has no
+#: legend; the meanings were read off its sentences ("He shrugs." has sentence length 3, "No one seems to mind but
+#: her." 1, a sentence of twelve words 2; "You didn't get half the things on my list" has tense 1 and object number 2)
+STUDY_LABEL_CODES = {
+    "sentence_length": ("sen_len", {3: "1-4", 1: "5-8", 2: "9+"}),
+    "tree_depth": ("tree_depth", {5: "1-5", 6: "6", 7: "7+"}),
+    "top_constituents": ("top_const", {1: STUDY_TOP_CONSTITUENTS, 2: "OTHER"}),
+    "tense": ("tense", {1: "PAST", 2: "PRES"}),
+    "subject_number": ("subjnum", {1: "NN", 2: "NNS"}),
+    "object_number": ("objnum", {1: "NN", 2: "NNS"}),
+}
 
 #: the SentEval file name of each property
 SENTEVAL_NAMES = {
@@ -140,6 +160,92 @@ def property_labels(
         else:
             out[prop] = values.astype(str).to_list()
     return pd.DataFrame(out, index=annotations.index)
+
+
+def _letters(word: str) -> str:
+    """A word's ASCII letters and digits, lower-cased: what the label file and an alignment share of it."""
+    return re.sub(r"[^a-z0-9]", "", str(word).lower())
+
+
+def read_study_labels(path: str | os.PathLike, words: Sequence[str]) -> pd.DataFrame:
+    """The study's released per-word labels, in the classes of ``property_labels(classes="study")``.
+
+    Parameters
+    ----------
+    path : path
+        The label file Oota et al. (2023) released for their story (a CSV with a ``words``
+        column, then one column of integer codes per property: :data:`STUDY_LABEL_CODES`).
+    words : sequence of str
+        The story's words, in the text's order (``Dataset.words(run)["word"]``): the file
+        must hold the same words in the same order, one row each.
+
+    Returns
+    -------
+    DataFrame with one column per property, one row per word.
+
+    Raises
+    ------
+    ValueError
+        A missing column, a code the study does not use, or words that are not the story's
+        (the message names the first row that differs).
+    """
+    path = Path(path)
+    table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    missing = [c for c in ["words"] + [col for col, _ in STUDY_LABEL_CODES.values()] if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: no column(s) {missing}; the study's label file has words, "
+                         f"{', '.join(col for col, _ in STUDY_LABEL_CODES.values())}")
+    if len(table) != len(words):
+        raise ValueError(f"{path} labels {len(table)} words but the story has {len(words)}: it is not this story's label file")
+    ours, theirs = [_letters(w) for w in words], [_letters(w) for w in table["words"]]
+    differ = [i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b]
+    if differ:
+        i = differ[0]
+        raise ValueError(f"{path}: row {i + 2} labels {table['words'].iloc[i]!r} where the story has {words[i]!r} "
+                         f"({len(differ)} rows differ): the file and the story's words must be in the same order")
+    out = {}
+    for prop, (column, codes) in STUDY_LABEL_CODES.items():
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = ~values.isin(list(codes))
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ValueError(f"{path}: row {i + 2} has {column}={table[column].iloc[i]!r}; the study's codes are {sorted(codes)}")
+        out[prop] = values.astype(int).map(codes).to_list()
+    return pd.DataFrame(out)
+
+
+def label_agreement(labels: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """How well one labelling of words agrees with another, per property.
+
+    Parameters
+    ----------
+    labels, reference : DataFrame
+        One column per property, one row per word, the same words in the same order (for
+        example :func:`property_labels` with ``classes="study"`` against :func:`read_study_labels`).
+
+    Returns
+    -------
+    DataFrame indexed by property (the columns both have): ``n_words``, ``agreement`` (the
+    fraction of words with the same class), ``kappa`` (Cohen's kappa: 0 for the agreement
+    that the two labellings' class frequencies give by chance, 1 for identical labels) and
+    ``chance_agreement``.
+    """
+    from sklearn.metrics import cohen_kappa_score
+
+    if len(labels) != len(reference):
+        raise ValueError(f"the labellings have {len(labels)} and {len(reference)} words; they must label the same words")
+    shared = [p for p in labels.columns if p in reference.columns]
+    if not shared:
+        raise ValueError(f"no property in both labellings: {list(labels.columns)} and {list(reference.columns)}")
+    rows = {}
+    for prop in shared:
+        a, b = labels[prop].astype(str).to_numpy(), reference[prop].astype(str).to_numpy()
+        agreement = float(np.mean(a == b))
+        classes = np.union1d(a, b)
+        chance = float(sum(np.mean(a == c) * np.mean(b == c) for c in classes))
+        kappa = float(cohen_kappa_score(a, b)) if chance < 1 else float("nan")
+        rows[prop] = dict(n_words=len(a), agreement=agreement, kappa=kappa, chance_agreement=chance)
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def probe_predictions(

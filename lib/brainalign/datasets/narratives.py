@@ -51,6 +51,7 @@ class Narratives(Dataset):
             sub-XXX_task-<task>[_run-N]_space-fsaverage6_hemi-{L,R}_desc-clean.func.gii   one data array per TR
         derivatives/<pipeline>/tpl-fsaverage6/
             tpl-fsaverage6_hemi-{L,R}_desc-MMP_dseg.label.gii   HCP-MMP1 labels (or {lh,rh}.HCP-MMP1.annot)
+        stimuli/oota2023/<task>_probing_labels.csv   optional: the per-word labels Study 1 released (21styear)
 
     Runs are the stories of ``event_meta.json`` whose task has an
     ``align.csv`` (a task may hold several stories: ``slumlordreach`` holds
@@ -165,6 +166,24 @@ class Narratives(Dataset):
         start = onset * self.tr
         words = words.assign(onset=words["onset"] - start, offset=words["offset"] - start)
         return words.reset_index(drop=True)  # in the text's order: read_align_csv keeps it, its onsets repaired
+
+    def study_labels(self, run: str) -> pd.DataFrame | None:
+        """The per-word property labels Oota et al. (2023) released for this story, or None when not on disk.
+
+        ``brainalign data fetch narratives --runs 21styear`` fetches them (the study labelled
+        21styear only); :func:`brainalign.probing.read_study_labels` reads them in the classes of
+        ``probing.property_labels(classes="study")``, one row per word of :meth:`words`.
+        """
+        from ..probing import read_study_labels
+
+        self._check(run=run)
+        task = self._story[run][0]
+        path = self.root / "stimuli" / "oota2023" / f"{task}_probing_labels.csv"
+        if not path.is_file():
+            return None
+        if sum(t == task for t, _, _ in self._story.values()) > 1:
+            raise ValueError(f"{path} labels the whole task {task!r}, which holds several stories; label run {run!r} yourself")
+        return read_study_labels(path, list(self.words(run)["word"]))
 
     def _read_scan(self, left: Path, run: str) -> np.ndarray:
         import nibabel as nib

@@ -57,14 +57,21 @@ def _format_problem(path: Path) -> str | None:
 
 
 class _Stamps:
-    """Remembered md5 checks of a dataset folder: relative path -> [size, mtime_ns, md5]; completed file sets."""
+    """Remembered md5 checks of a dataset folder: relative path -> [size, mtime_ns, md5]; completed file sets;
+    the md5 recorded at the first download of each file that has no published checksum (``trusted``)."""
 
     def __init__(self, name: str, root: Path):
         self.path = config.data_home() / ".verified" / f"{name}-{digest(str(root.resolve()))[:12]}.json"
         data = json.loads(self.path.read_text()) if self.path.is_file() else {}
         self.files: dict[str, list] = data.get("files", {})
         self.sets: list[str] = data.get("sets", [])
+        self.trusted: dict[str, str] = data.get("trusted", {})
         self.changed = False
+
+    def trust(self, rel: str, path: Path) -> None:
+        """Record the md5 of the first download of a file without a published checksum."""
+        self.trusted[rel] = md5sum(path)
+        self.record(rel, path, self.trusted[rel])
 
     def valid(self, rel: str, path: Path, md5: str) -> bool:
         st = path.stat()
@@ -82,7 +89,7 @@ class _Stamps:
 
     def save(self) -> None:
         if self.changed:
-            text = json.dumps({"files": self.files, "sets": self.sets}, indent=0)
+            text = json.dumps({"files": self.files, "sets": self.sets, "trusted": self.trusted}, indent=0)
             atomic_write(self.path, lambda tmp: tmp.write_text(text))
             self.changed = False
 
@@ -113,7 +120,8 @@ def _check(path: Path, rel: str, size: int | None, md5: str | None, stamps: _Sta
         return FileStatus(rel, "valid")
     got = md5sum(path)
     if got != md5:
-        return FileStatus(rel, "corrupt", f"md5 {got}, expected {md5}")
+        first = stamps is not None and stamps.trusted.get(rel) == md5
+        return FileStatus(rel, "corrupt", f"md5 {got}, expected {md5}" + (" (recorded at its first download)" if first else ""))
     if stamps is not None:
         stamps.record(rel, path, md5)
     return FileStatus(rel, "valid")
@@ -126,7 +134,10 @@ def _checksums(name: str) -> dict:
 def _local(spec: FileSpec, base: Path, checksums: dict, stamps: _Stamps | None, rehash: bool = False) -> list[FileStatus]:
     """Check the copy of ``spec`` under ``base`` (its root, or a staging folder); a file set checks each match."""
     if not spec.is_glob:
-        return [_check(base / spec.path, spec.path, spec.size, spec.md5, stamps, rehash)]
+        md5 = spec.md5
+        if md5 is None and spec.trust_first and stamps is not None:
+            md5 = stamps.trusted.get(spec.path)  # None until the first download
+        return [_check(base / spec.path, spec.path, spec.size, md5, stamps, rehash)]
     out = []
     for path in sorted(base.glob(spec.path)):
         rel = path.relative_to(base).as_posix()
@@ -309,12 +320,14 @@ def _settle(spec: FileSpec, staging: Path, in_place: bool, checksums: dict, stam
             if not in_place:
                 (staging / status.path).unlink(missing_ok=True)
         else:
+            dest = spec.root / status.path
             if not in_place:
-                dest = spec.root / status.path
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(staging / status.path, dest)
                 if status.state == "valid":
                     stamps.record(status.path, dest, stamps.files[status.path][2])
+            if status.state == "present" and spec.trust_first and not spec.is_glob:
+                stamps.trust(status.path, dest)  # no published checksum: this download's is checked from now on
             report.fetched.append(status.path)
     if spec.is_glob and ok:
         stamps.complete(spec.path)

@@ -53,6 +53,9 @@ class FileSpec:
         What the file must be, where known.
     url : str, optional
         A direct URL, for a file that does not come from the dataset's source.
+    trust_first : bool
+        No checksum is published: the md5 of the first download is recorded in the data
+        home and every later check compares the file with it (trust on first use).
     """
 
     path: str
@@ -60,6 +63,7 @@ class FileSpec:
     size: int | None = None
     md5: str | None = None
     url: str | None = None
+    trust_first: bool = False
 
     @property
     def dest(self) -> Path:
@@ -165,7 +169,11 @@ def plan(name: str, subjects: Sequence[str] | None = None, runs: Sequence[str] |
     for group in man["files"]:
         per = group.get("per", [])
         folder = config.data_home() / group["folder"] if "folder" in group else root
-        group_runs = [r for r in runs if r in man["runs"][group["runs"]]] if "runs" in group else runs
+        if "runs" in group:  # the group's runs: a list, or the name of a list of the manifest's runs
+            allowed = group["runs"] if isinstance(group["runs"], list) else man["runs"][group["runs"]]
+            group_runs = [r for r in runs if r in allowed]
+        else:
+            group_runs = runs
         if not per:
             combos = [(None, None)]
         elif per == ["run"]:
@@ -185,8 +193,10 @@ def plan(name: str, subjects: Sequence[str] | None = None, runs: Sequence[str] |
             if subject is not None:
                 used[subject] = None
             path = group["path"].format(**_fields(group["path"], subject, run))
+            url = group["url"].format(**_fields(group["url"], subject, run)) if "url" in group else None
             known = checksums.get(path, {})
-            specs.setdefault((folder, path), FileSpec(path, folder, known.get("size"), known.get("md5"), group.get("url")))
+            specs.setdefault((folder, path), FileSpec(path, folder, known.get("size"), known.get("md5"), url,
+                                                      group.get("checksum") == "first-download"))
     chosen = [s for s in used if s != "*"]
     unknown = [s for s in chosen if subject_runs.get(s, "*") is None]
     if unknown:
