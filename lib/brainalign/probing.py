@@ -190,7 +190,7 @@ def read_study_labels(path: str | os.PathLike, words: Sequence[str]) -> pd.DataF
         (the message names the first row that differs).
     """
     path = Path(path)
-    table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8", encoding_errors="replace")
     missing = [c for c in ["words"] + [col for col, _ in STUDY_LABEL_CODES.values()] if c not in table.columns]
     if missing:
         raise ValueError(f"{path}: no column(s) {missing}; the study's label file has words, "
