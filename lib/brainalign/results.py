@@ -401,7 +401,9 @@ def ledger_markdown(run_dir: str | os.PathLike) -> str:
         "notebook, in two kinds. The paper's **claims** each have a verdict: reproduced, not reproduced (a result, "
         "reported as it is) or not testable here (with the reason). The **validations** test each method on the "
         "simulated cohort's planted truth: what was planted is recovered where it was planted, and nothing is found "
-        "where nothing was planted. They must pass; on real data they are not evaluated. A run on the simulated cohort "
+        "where nothing was planted. They must pass; on real data they are not evaluated, except where the study "
+        "released a truth of its own (Study 1's labels of its story, against which its labeller is checked). "
+        "A run on the simulated cohort "
         "shows what a method recovers of what was planted, not what the brain does, so its claim verdicts say whether "
         "the paper's finding holds on these simulated data and these small models, not whether it holds in the brain.",
         "",
