@@ -86,6 +86,18 @@ def test_inlp_finds_what_refitting_scikit_learn_classifiers_finds(n_classes):
                                atol=1e-8)
 
 
+def test_a_class_alone_in_its_training_words_is_predicted_and_inlp_removes_nothing():
+    """A rare class can be absent from a fold: trained on one class, the classifier predicts it, and INLP stops at once."""
+    X, _, _ = _planted()
+    one = np.full(len(X), "a")
+    clf = probing.GramRidgeClassifier(X, one, alpha=1.0, balanced=True)
+    clf.fit()
+    assert (clf.predict(X[:7]) == "a").all()
+    inlp = removal.INLP().fit(X, one)
+    assert inlp.rank_removed_ == 0 and inlp.n_iterations_ == 1
+    np.testing.assert_allclose(inlp.transform(X), X, rtol=1e-5, atol=1e-4)
+
+
 def test_ridge_removal_keeps_the_grand_mean_and_inlp_is_a_projection():
     X, y, _ = _planted()
     R = removal.RidgeRemoval().fit(X, y).transform(X, y)

@@ -416,7 +416,12 @@ class GramRidgeClassifier:
         return self.coef_
 
     def predict(self, Z: np.ndarray) -> np.ndarray:
-        """Classes of rows of ``Z``, projected off the basis of the last :meth:`fit`, by that fit's classifier."""
+        """Classes of rows of ``Z``, projected off the basis of the last :meth:`fit`, by that fit's classifier.
+
+        Trained on one class only (a rare class can be absent from a fold), it predicts that class.
+        """
+        if len(self.classes_) == 1:
+            return np.repeat(self.classes_, len(Z))
         basis = self.basis_
         Zp = Z - (Z @ basis) @ basis.T
         mean = self.z_mean_ - (self.z_mean_ @ basis) @ basis.T
