@@ -89,6 +89,47 @@ def test_unknown_set_and_study():
         run_notebook("00_quickstart", "fast")
     with pytest.raises(ValueError, match="unknown study '99_nope'"):
         run_notebook("99_nope")
+    with pytest.raises(ValueError, match="a miniature run stands in for real datasets, but this set names none"):
+        run_notebook("00_quickstart", "smoke", miniature=True)
+    with pytest.raises(ValueError, match="but this set names {'transfer_dataset': 'simulated-movie'}"):
+        run_notebook("04_multiparticipant_brain_tuning", "paper", {"transfer_dataset": "simulated-movie"}, miniature=True)
+    with pytest.raises(ValueError, match=r"no miniature of dataset\(s\) \['neuromod'\]"):
+        run_notebook("00_quickstart", "paper", {"dataset": "neuromod"}, miniature=True)
+
+
+#: `paper` sets whose miniature run does not reach its end yet, and where it stops (open work, not a pass)
+MINIATURE_STOPS = {
+    # the set's efficiency curve reads up to 25 training stories and the miniature holds 5; past it, the transfer to
+    # Narratives needs its audio and a cross-validated split (Narratives has no test story), neither built yet
+    "04_multiparticipant_brain_tuning": "unknown n_stories 10",
+}
+
+#: parameters a miniature run changes, and why: it must still reach every step
+MINIATURE_OVERRIDES = {
+    # 2 TRs instead of 10 in the Integrated Gradients check: on a random tiny model it doubles its path points to the
+    # cap (160) without converging, 4 minutes for 10 TRs
+    "05_input_attribution": {"check_trs": 2},
+}
+
+
+@pytest.mark.parametrize("study", sorted(s for s in RUNS if "paper" in RUNS[s]))
+def test_paper_set_runs_end_to_end_on_miniatures(study, tmp_path):
+    """The `paper` set on real-format miniatures of its datasets and tiny random stand-ins of its models, on the CPU:
+    every step of a real run runs, and every declared claim is computed (the numbers mean nothing)."""
+    if study in MINIATURE_STOPS:
+        with pytest.raises(pm.PapermillExecutionError, match=MINIATURE_STOPS[study]):
+            run_notebook(study, "paper", out_dir=tmp_path, progress=False, miniature=True)
+        pytest.xfail(f"{study}: its miniature run stops where a real run would ({MINIATURE_STOPS[study]})")
+    run_notebook(study, "paper", MINIATURE_OVERRIDES.get(study), out_dir=tmp_path, progress=False, miniature=True)
+    result = json.loads((tmp_path / f"{study}.json").read_text())
+    assert result["miniature"] is True and result["simulated"] is False
+    assert result["parameters"]["dataset"] == RUNS[study]["paper"]["dataset"]
+    assert result["missing"] == [], result["missing"]
+    assert {c["id"] for c in result["checks"]} == {i["id"] for i in declared(study)}
+    assert all(c.get("why") != "not reached in this run" for c in result["checks"])
+    # a claim is left out only where the notebook says why (e.g. it needs the simulated cohort's planted regions)
+    assert all(c.get("why") for c in result["checks"] if c["kind"] == "claim" and c["verdict"] == "not evaluated")
+    assert result["peak_memory_mb"] < BINDER_MEMORY_MB
 
 
 @pytest.mark.parametrize("study", sorted(s for s in RUNS if "paper" in RUNS[s]))

@@ -12,6 +12,10 @@ tests agree without passing flags around:
     Hugging Face hub cannot be reached, or when ``HF_HUB_OFFLINE=1``.
 ``BRAINALIGN_SMOKE``
     ``1`` shrinks every step to seconds (used by the tests).
+``BRAINALIGN_MINIATURE``
+    ``1`` replaces every hub model by a tiny randomly initialised model of the
+    same class (:mod:`brainalign.models.tiny`): the miniature runs of the
+    ``paper`` sets (``brainalign run NOTEBOOK --set paper --miniature``).
 ``BRAINALIGN_DEVICE``
     Where torch models and himalaya compute by default: ``cpu`` (the default),
     ``cuda``, or ``auto`` (the GPU when torch sees one, else the CPU). The Colab
@@ -30,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["data_home", "cache_dir", "is_offline", "smoke", "DEVICES", "device", "rng", "repo_root", "release_memory"]
+__all__ = ["data_home", "cache_dir", "is_offline", "smoke", "miniature", "DEVICES", "device", "rng", "repo_root", "release_memory"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -98,6 +102,11 @@ def is_offline() -> bool:
 def smoke() -> bool:
     """True in smoke mode (tiny sizes, for tests)."""
     return bool(_flag("BRAINALIGN_SMOKE"))
+
+
+def miniature() -> bool:
+    """True in miniature mode: hub models are tiny random stand-ins, datasets real-format miniatures."""
+    return bool(_flag("BRAINALIGN_MINIATURE"))
 
 
 #: the values ``BRAINALIGN_DEVICE`` accepts

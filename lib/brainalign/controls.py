@@ -56,8 +56,6 @@ import copy
 import dataclasses
 import logging
 import math
-import string
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,7 +65,7 @@ import torch
 
 from . import config
 from .cache import Cache, digest
-from .models import LoadedModel, ModelSpec
+from .models import SPECIAL_TOKENS, LoadedModel, ModelSpec, build_tokenizer
 
 __all__ = [
     "CONTROLS", "CORPORA", "KINDS", "VERSION", "SmallModelConfig", "apply_control", "build_tokenizer", "check_control",
@@ -89,7 +87,6 @@ CONTROLS = ("untrained", "no_positions")
 
 #: names of learned position tables (BERT/RoBERTa, GPT-2, OPT)
 _POSITION_TABLES = ("position_embeddings", "wpe", "embed_positions")
-_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 
 def check_control(control: str) -> str:
@@ -249,54 +246,6 @@ def training_words(ds: Any) -> list[str]:
     return words
 
 
-def build_tokenizer(words: Sequence[str], kind: str = "encoder", vocab_words: int = 2000, max_length: int = 256):
-    """A word-level tokenizer with a character fallback, built from a text.
-
-    The text is lowercased and split into words and punctuation runs; the
-    ``vocab_words`` most frequent of them (ties broken alphabetically, so the
-    vocabulary is deterministic) become tokens, and any other word is spelt
-    with single-character WordPiece tokens (every printable ASCII character
-    is in the vocabulary). Encoders get ``[CLS] ... [SEP]``; causal models no
-    special token.
-
-    Parameters
-    ----------
-    words : sequence of str
-    kind : {"encoder", "causal"}
-    vocab_words : int
-        Whole-word tokens.
-    max_length : int
-        The tokenizer's ``model_max_length``.
-
-    Returns
-    -------
-    transformers.PreTrainedTokenizerFast
-    """
-    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
-    from tokenizers.models import WordPiece
-    from transformers import PreTrainedTokenizerFast
-
-    _check_kind(kind)
-    if isinstance(words, str) or len(words) == 0:
-        raise ValueError("words must be a non-empty sequence of words (split the text first)")
-    pre = pre_tokenizers.Whitespace()
-    counts = Counter(piece for w in words for piece, _ in pre.pre_tokenize_str(w.lower()))
-    top = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: int(vocab_words)]]
-    chars = sorted(set("".join(counts)) | set(string.printable.strip().lower()))
-    vocab: dict[str, int] = {}
-    for token in [*_SPECIALS, *chars, *(f"##{c}" for c in chars), *top]:
-        vocab.setdefault(token, len(vocab))
-    tok = Tokenizer(WordPiece(vocab=vocab, unk_token="[UNK]", continuing_subword_prefix="##", max_input_chars_per_word=100))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre
-    if kind == "encoder":
-        tok.post_processor = processors.TemplateProcessing(
-            single="[CLS] $A [SEP]", special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
-        mask_token="[MASK]", model_max_length=int(max_length))
-
-
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise ValueError(f"unknown kind {kind!r}; valid: {list(KINDS)}")
@@ -444,7 +393,7 @@ def _mask_tokens(ids: torch.Tensor, tokenizer, special: torch.Tensor, gen: torch
     roll = torch.rand(ids.shape, generator=gen)
     ids[chosen & (roll < 0.8)] = tokenizer.mask_token_id
     swap = chosen & (roll >= 0.8) & (roll < 0.9)
-    ids[swap] = torch.randint(len(_SPECIALS), len(tokenizer), (int(swap.sum()),), generator=gen)
+    ids[swap] = torch.randint(len(SPECIAL_TOKENS), len(tokenizer), (int(swap.sum()),), generator=gen)
     return ids, labels
 
 

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from . import config
+
 __all__ = ["set_style", "mark_simulated", "layer_curves", "roi_bars", "brain_map", "to_surface"]
 
 PALETTE = "colorblind"
@@ -25,11 +27,13 @@ def set_style() -> None:
 
 
 def mark_simulated(fig_or_ax, simulated: bool) -> None:
-    if not simulated:
+    """Label a figure of simulated data, or of a miniature run (:func:`brainalign.config.miniature`), in its corner."""
+    label = ("MINIATURE RUN: TINY RANDOM MODELS, NUMBERS MEAN NOTHING" if config.miniature()
+             else "SIMULATED DATA" if simulated else None)
+    if label is None:
         return
     fig = fig_or_ax if isinstance(fig_or_ax, plt.Figure) else fig_or_ax.figure
-    fig.text(0.99, 0.99, "SIMULATED DATA", ha="right", va="top", fontsize=8, color="0.45",
-             fontweight="bold", alpha=0.8)
+    fig.text(0.99, 0.99, label, ha="right", va="top", fontsize=8, color="0.45", fontweight="bold", alpha=0.8)
 
 
 def layer_curves(
@@ -41,6 +45,7 @@ def layer_curves(
     title: str | None = None,
     ylabel: str | None = None,
     simulated: bool = False,
+    errorbar: tuple = ("ci", 95),
 ) -> plt.Axes:
     """Score per layer, one line per ``hue`` level, with a 95% CI across the other rows (e.g. subjects).
 
@@ -48,10 +53,13 @@ def layer_curves(
     ----------
     table : DataFrame
         Long format: one row per (layer, hue level, subject, ...), columns ``x``, ``y``, ``hue``.
+    errorbar : tuple
+        seaborn's interval: a bootstrap 95% CI by default; ``("se", 1.96)``, the normal
+        interval, is instant where there are hundreds of ``x`` values.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(6.5, 4))
-    sns.lineplot(data=table, x=x, y=y, hue=hue, marker="o", errorbar=("ci", 95), ax=ax)
+    sns.lineplot(data=table, x=x, y=y, hue=hue, marker="o", errorbar=errorbar, ax=ax)
     ax.axhline(0, color="0.3", lw=0.8)
     ax.set_xticks(sorted(table[x].unique()))
     ax.set_ylabel(ylabel or y)

@@ -326,6 +326,7 @@ class Report:
             "parameters": _jsonable(self.params),
             "dataset": self.dataset,
             "simulated": self.simulated,
+            "miniature": config.miniature(),  # a dry run: real formats, tiny random models, meaningless numbers
             "runtime_s": round(time.time() - self._start, 1),
             "peak_memory_mb": round(peak_memory_mb(), 1),
             "versions": versions,

@@ -7,6 +7,8 @@ with overrides, as ``brainalign run`` and every cell of ``brainalign sweep`` do.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import yaml
@@ -56,13 +58,55 @@ def _tidy(path: Path, root: Path, target: Path) -> None:
     nbformat.write(nb, path)
 
 
+@contextlib.contextmanager
+def _environment(**values: str):
+    """Set environment variables for the duration (the notebook's kernel inherits them), then restore them."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _miniature_setup(params: dict, known: dict) -> dict[str, str]:
+    """Write the miniatures of the real datasets ``params`` names; the environment of a miniature run.
+
+    The set's device becomes the CPU. Returns the environment variables to run with.
+    """
+    from . import miniature
+    from .datasets import DATASETS
+
+    named = {k: v for k, v in params.items() if k.endswith("dataset") and isinstance(v, str) and v in DATASETS}
+    simulated = {k: v for k, v in named.items() if v.startswith("simulated")}
+    if simulated or not named:
+        raise ValueError(f"a miniature run stands in for real datasets, but this set names {simulated or 'none'}; "
+                         f"use it with a set of real datasets (the `paper` sets: {sorted(miniature.MINIATURES)})")
+    miniature.prepare(list(named.values()))
+    if "device" in known:
+        params["device"] = "cpu"
+    return {"BRAINALIGN_DATA": str(miniature.miniature_home()), "BRAINALIGN_MINIATURE": "1", "BRAINALIGN_OFFLINE": "1"}
+
+
 def run_notebook(study: str, set_name: str = "default", overrides: dict | None = None,
-                 out_dir: Path | None = None, kernel: str | None = None, progress: bool = True) -> Path:
+                 out_dir: Path | None = None, kernel: str | None = None, progress: bool = True,
+                 miniature: bool = False) -> Path:
     """Execute ``notebooks/<study>.ipynb`` with papermill into ``book/_run/<study>.ipynb``.
 
     Parameters come from ``runs.yml[study][set_name]``, then ``overrides``. The
     executed notebook is written to a temporary name and renamed, so a failed
     run never replaces the last good one.
+
+    ``miniature=True`` is a dry run of the set: each real dataset it names is
+    replaced by a miniature in the real on-disk format
+    (:mod:`brainalign.miniature`, written once into its own data home), each hub
+    model by a tiny random model of its class, the device by the CPU; the
+    results go to ``runs`` in the miniature data home unless ``out_dir`` says
+    otherwise, never to the book.
     """
     import papermill as pm
 
@@ -79,6 +123,10 @@ def run_notebook(study: str, set_name: str = "default", overrides: dict | None =
     unknown = sorted(set(params) - set(known))
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown} for {study}; valid parameters: {sorted(known)}")
+    env = {}
+    if miniature:
+        env = _miniature_setup(params, known)
+        out_dir = out_dir if out_dir is not None else Path(env["BRAINALIGN_DATA"]) / "runs"
     if out_dir is not None:
         params.setdefault("out_dir", str(Path(out_dir).resolve()))
     out_dir = Path(out_dir) if out_dir is not None else root / "book" / "_run"
@@ -86,10 +134,11 @@ def run_notebook(study: str, set_name: str = "default", overrides: dict | None =
     target = out_dir / f"{study}.ipynb"
     tmp = out_dir / f".{study}.running.ipynb"
     try:
-        pm.execute_notebook(
-            str(source), str(tmp), parameters=params,
-            kernel_name=kernel, cwd=str(root / "notebooks"), progress_bar=progress,
-        )
+        with _environment(**env):
+            pm.execute_notebook(
+                str(source), str(tmp), parameters=params,
+                kernel_name=kernel, cwd=str(root / "notebooks"), progress_bar=progress,
+            )
         _tidy(tmp, root, target)
         tmp.replace(target)
     finally:

@@ -27,6 +27,9 @@ class Dataset(ABC):
     split: dict
     #: where a volume's features are sampled: a key of ``stimuli.SAMPLE_AT`` (see the docstring of ``brainalign.datasets``)
     sample_at: str = "centre"
+    #: whether every subject's voxels are the same points of one space (a surface, parcels); False (ds003020's native
+    #: voxels): ROIs, ceilings and fits are per subject, and nothing is averaged across subjects voxel by voxel
+    shared_space: bool = True
 
     @property
     def train_runs(self) -> list[str]:
@@ -86,8 +89,8 @@ class Dataset(ABC):
         raise NotImplementedError(f"dataset {self.name!r} has no video for run {run!r}")
 
     @abstractmethod
-    def rois(self) -> dict[str, np.ndarray]:
-        """Regions of interest: name -> boolean mask of shape (n_voxels,)."""
+    def rois(self, subject: str | None = None) -> dict[str, np.ndarray]:
+        """Regions of interest of ``subject`` (of every subject, where they share a space): name -> mask of shape (n_voxels,)."""
 
     def subregions(self) -> dict[str, dict[str, np.ndarray]]:
         """Sub-regions of every ROI: ROI -> sub-region name -> boolean mask of shape (n_voxels,)."""

@@ -10,9 +10,18 @@ import pandas as pd
 
 from .. import config
 from ..manifests import read_manifest
+from ..spaces import ROI_GROUPS, glasser_rois
 from .base import Dataset, split_on_disk
 
-__all__ = ["DS003020", "load_lebel2023"]
+__all__ = ["DS003020", "FSAVERAGE_FOLDER", "FSAVERAGE_ROIS", "SPACES", "load_lebel2023"]
+
+#: where the responses of every subject projected to fsaverage are read from: the folder Study 4's released code
+#: reads (``<subject>_nonc/<story>.hf5``), with the HCP-MMP1 annotations of fsaverage beside it
+FSAVERAGE_FOLDER = "derivative/transformed_data_fs_lang"
+#: the Glasser groups whose vertices the projection keeps (Study 4's auditory and language targets), in column order
+FSAVERAGE_ROIS = ("auditory", "LTC", "AG", "IFG", "MFG")
+#: the spaces ``DS003020`` reads responses in
+SPACES = ("native", "fsaverage")
 
 
 # -- OpenNeuro ds003020 --------------------------------------------------------------
@@ -46,7 +55,24 @@ class DS003020(Dataset):
     ``TRFile`` class defaults to 2.0045 s, but its released code simulates the
     grid with ``tr=2.0``, which ``tr`` follows (pass ``tr=2.0045`` to change it).
 
-    ROIs: the responses are in each subject's native voxel space, and the
+    Spaces (``space``): ``"native"`` reads the release's responses, in each
+    subject's own voxels. ``"fsaverage"`` reads every subject projected to one
+    cortical surface, as Study 4 (Moussa & Toneva) fits them: the study
+    projected the responses with FreeSurfer v7 and kept the vertices of its
+    auditory and language regions, but did not publish the projection or its
+    script. Its released code reads them from
+    ``derivative/transformed_data_fs_lang/<subject>_nonc/<story>.hf5`` (30,172
+    columns: 14,370 left and 15,802 right vertices), and brainalign reads the
+    same files (a documented input: make them with FreeSurfer's ``mri_vol2surf``
+    from the release's preprocessed volumes, or obtain them from the study's
+    authors). Which vertex each column is comes from the HCP-MMP1
+    annotations of fsaverage beside them (``lh.HCPMMP1.annot``,
+    ``rh.HCPMMP1.annot``, as ``mne.datasets.fetch_hcp_mmp_parcellation``
+    writes them): the vertices labelled with an area of :data:`FSAVERAGE_ROIS`,
+    left hemisphere then right, each in vertex order (an assumption the study
+    does not document; the column count is checked against the files).
+
+    ROIs: in native space the responses are each subject's own voxels, and the
     release defines regions only as pycortex overlays
     (``derivative/pycortex-db/<subject>/overlays.svg``), which need pycortex to
     rasterize. ``rois(subject)`` reads boolean masks saved as
@@ -56,13 +82,16 @@ class DS003020(Dataset):
 
     name = "lebel2023"
     space = "subject-native voxels"
+    shared_space = False
+    #: the spaces it reads responses in (``space``)
+    spaces = SPACES
     #: seconds of scan before the sound starts, and TRs dropped at each end
     lead_in: float = 10.0
     trim_start: int = 10
     trim_end: int = 5
     pad: int = 5
 
-    def __init__(self, root: str | Path, tr: float = 2.0, split: dict | None = None):
+    def __init__(self, root: str | Path, tr: float = 2.0, split: dict | None = None, space: str = "native"):
         self.root = Path(root)
         deriv = self.root / "derivative"
         respdict = deriv / "respdict.json"
@@ -71,16 +100,62 @@ class DS003020(Dataset):
                 f"{respdict} not found: {self.root} is not a ds003020-layout folder "
                 "(expected derivative/respdict.json, derivative/TextGrids/, derivative/preprocessed_data/)"
             )
+        if space not in SPACES:
+            raise ValueError(f"unknown space {space!r} of {self.name}; valid: {list(SPACES)}")
         self.respdict: dict[str, int] = json.loads(respdict.read_text())
         self.tr = float(tr)
-        pre = deriv / "preprocessed_data"
-        self.subjects = sorted(p.name for p in pre.iterdir() if p.is_dir()) if pre.is_dir() else []
+        self._fs_areas: np.ndarray | None = None
+        self.projected = space == "fsaverage"
+        if self.projected:
+            self.space, self.shared_space = "fsaverage: the auditory and language vertices (Study 4's projection)", True
+            self._responses = self.root / FSAVERAGE_FOLDER
+            self.subjects = self._projected_subjects()
+        else:
+            self._responses = pre = deriv / "preprocessed_data"
+            self.subjects = sorted(p.name for p in pre.iterdir() if p.is_dir()) if pre.is_dir() else []
         grids = deriv / "TextGrids"
         self.runs = sorted(s for s in self.respdict if (grids / f"{s}.TextGrid").exists())
         self.split = split if split is not None else {"train": self.runs, "test": []}
 
+    def _projected_subjects(self) -> list[str]:
+        folder = self._responses
+        missing = [p for p in [folder, *(folder / f"{h}.HCPMMP1.annot" for h in ("lh", "rh"))] if not p.exists()]
+        subjects = sorted(p.name.removesuffix("_nonc") for p in folder.glob("*_nonc") if p.is_dir()) if folder.is_dir() else []
+        if missing or not subjects:
+            absent = ", ".join(map(str, missing)) if missing else f"every <subject>_nonc folder in {folder}"
+            raise FileNotFoundError(
+                f"space='fsaverage' reads every subject's responses projected to fsaverage, and {absent} "
+                f"{'are' if len(missing) > 1 else 'is'} missing. Study 4 projected ds003020's preprocessed responses to fsaverage "
+                "with FreeSurfer v7 and kept the vertices of its auditory and language regions; it did not publish the "
+                f"projection or its script. Put them in {folder}/<subject>_nonc/<story>.hf5 (key 'data'; the columns: the "
+                "vertices labelled auditory, LTC, AG, IFG or MFG, left hemisphere then right, in vertex order), with "
+                f"lh.HCPMMP1.annot and rh.HCPMMP1.annot (HCP-MMP1 on fsaverage, e.g. from "
+                "mne.datasets.fetch_hcp_mmp_parcellation) beside them; or use space='native'")
+        return subjects
+
     def _path(self, subject: str, run: str) -> Path:
-        return self.root / "derivative" / "preprocessed_data" / subject / f"{run}.hf5"
+        return self._responses / (f"{subject}_nonc" if self.projected else subject) / f"{run}.hf5"
+
+    def projected_areas(self) -> np.ndarray:
+        """space='fsaverage': the HCP-MMP1 area (bare name, e.g. ``"A1"``) of every column of the projected responses."""
+        import nibabel as nib
+
+        if self._fs_areas is None:
+            keep = {a for roi in FSAVERAGE_ROIS for a in ROI_GROUPS[roi]}
+            areas = []
+            for hemi in ("lh", "rh"):
+                path = self._responses / f"{hemi}.HCPMMP1.annot"
+                try:
+                    labels, _, names = nib.freesurfer.read_annot(str(path))
+                except Exception as err:  # nibabel raises several kinds on a bad file
+                    raise ValueError(f"{path} is not a readable FreeSurfer annotation ({err})") from err
+                names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+                # mne's labels read "L_A1_ROI-lh"; the bare area is the part between the first two underscores
+                bare = np.array([names[i].split("_")[1] if i >= 0 and names[i].count("_") >= 2 else "???" for i in labels],
+                                dtype=object)
+                areas.append(bare[np.isin(bare, list(keep))])
+            self._fs_areas = np.concatenate(areas)
+        return self._fs_areas
 
     def subject_runs(self, subject: str) -> list[str]:
         self._check(subject)
@@ -122,6 +197,10 @@ class DS003020(Dataset):
                 data = f[key][...]
         except OSError as err:
             raise ValueError(f"{path} is not a readable HDF5 file ({err})") from err
+        if self.projected and data.shape[-1] != len(self.projected_areas()):
+            raise ValueError(f"{path} has {data.shape[-1]} columns, but the HCP-MMP1 annotations beside it label "
+                             f"{len(self.projected_areas())} fsaverage vertices with an area of {', '.join(FSAVERAGE_ROIS)}: "
+                             "the projection kept other vertices, or the annotations are not fsaverage's")
         n = self.n_trs(run)
         if data.ndim == 2 and data.shape[0] != n:
             if data.shape[0] % n:
@@ -152,7 +231,14 @@ class DS003020(Dataset):
         return audio.astype(np.float32, copy=False), int(sr)
 
     def rois(self, subject: str | None = None) -> dict[str, np.ndarray]:
-        """ROI masks of one subject's native voxels, from ``derivative/brainalign/rois/<subject>.npz``."""
+        """ROI masks of one subject's native voxels, from ``derivative/brainalign/rois/<subject>.npz``.
+
+        space='fsaverage': the same masks for every subject, from the columns' HCP-MMP1 areas (the regions the
+        projection keeps, and "language").
+        """
+        if self.projected:
+            masks = glasser_rois(self.projected_areas())
+            return {name: mask for name, mask in masks.items() if mask.any()}
         if subject is None:
             if len(self.subjects) != 1:
                 raise ValueError(
@@ -176,10 +262,11 @@ class DS003020(Dataset):
         return masks
 
 
-def load_lebel2023(root: str | Path | None = None, tr: float | None = None) -> DS003020:
+def load_lebel2023(root: str | Path | None = None, tr: float | None = None, space: str = "native") -> DS003020:
     """The ``lebel2023`` loader of ``load_dataset``: ``DS003020`` with the manifest's split and TR.
 
-    ``root`` defaults to ``ds003020`` in the data home; ``tr`` (s) overrides the manifest's.
+    ``root`` defaults to ``ds003020`` in the data home; ``tr`` (s) overrides the manifest's; ``space`` is
+    ``"native"`` or ``"fsaverage"`` (Study 4's projection, a documented input: see ``DS003020``).
     """
     root = Path(root) if root is not None else config.data_home() / "ds003020"
     if not (root / "derivative" / "respdict.json").exists():
@@ -189,6 +276,6 @@ def load_lebel2023(root: str | Path | None = None, tr: float | None = None) -> D
             "or pass root= to a folder that holds it. Offline, use dataset='simulated'."
         )
     manifest = read_manifest("lebel2023")
-    ds = DS003020(root, tr=manifest["tr"] if tr is None else tr)
+    ds = DS003020(root, tr=manifest["tr"] if tr is None else tr, space=space)
     ds.split = split_on_disk(manifest, ds.runs)
     return ds

@@ -30,6 +30,7 @@ class Simulated(DS003020):
 
     name = "simulated"
     space = "fsLR-32k cortex (subsampled)"
+    shared_space = True  # unlike ds003020's native voxels: every participant is read on the same vertices
     simulated = True
     #: the instants the cohort's sources were planted at (``simulate.SAMPLE_AT``)
     sample_at = SAMPLE_AT

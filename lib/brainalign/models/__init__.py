@@ -24,6 +24,9 @@ modules:
     :mod:`brainalign.features`.
 :mod:`~brainalign.models.instruct`
     Instruction-following multimodal LMs: their classes and the medium each reads.
+:mod:`~brainalign.models.tiny`
+    Tiny random stand-ins of hub models for the ``paper`` sets' miniature runs,
+    and the character-fallback tokenizer they and Study 2's small models use.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from .registry import (
     KINDS,
     MODELS,
     TEXT_KINDS,
+    TINY_VERSION,
     Kind,
     LoadedModel,
     ModelSpec,
@@ -61,6 +65,7 @@ from .speech import (
     whisper_encoder_states,
     whisper_mel,
 )
+from .tiny import SPECIAL_TOKENS, TINY_DIM, TINY_FAMILIES, build_tokenizer, tiny_model
 from .vision import ImagePreprocessor, check_images, vision_hidden_states
 
 __all__ = [
@@ -80,4 +85,6 @@ __all__ = [
     "AVProcessor", "AudioVideoFusion", "av_hidden_states",
     # instruction-following multimodal LMs
     "INSTRUCT_CLASSES", "instruct_medium",
+    # tiny stand-ins (miniature runs) and the character-fallback tokenizer
+    "SPECIAL_TOKENS", "TINY_DIM", "TINY_FAMILIES", "TINY_VERSION", "build_tokenizer", "tiny_model",
 ]

@@ -26,6 +26,7 @@ from .audio_video import AudioVideoFusion, AVProcessor
 from .convert import converted_folder, minilm_folder, whisper_folder
 from .instruct import load_instruct
 from .registry import MODELS, TEXT_KINDS, Kind, LoadedModel, ModelSpec, check_available, revision
+from .tiny import tiny_model
 from .vision import ImagePreprocessor, efficientnet
 
 __all__ = ["build_av_fusion", "load_model"]
@@ -97,7 +98,9 @@ def load_model(name: str | ModelSpec, dtype: torch.dtype = torch.float32, device
         When ``name`` is unknown (the message lists the valid names).
     RuntimeError
         When a hub-only model is asked for while offline (no network attempt
-        is made), or the weights package is missing.
+        is made), or the weights package is missing. In miniature mode
+        (:func:`brainalign.config.miniature`) a hub model is replaced by its
+        tiny random stand-in (:func:`brainalign.models.tiny.tiny_model`).
     """
     spec, source = check_available(name)  # a name is looked up here, once; the spec knows its source
     if spec.kind == "instruct-multimodal":
@@ -106,6 +109,10 @@ def load_model(name: str | ModelSpec, dtype: torch.dtype = torch.float32, device
         return LoadedModel(spec=spec, tokenizer=processor, model=model, source=source, revision=revision(spec))
     if spec.name == "whisper-efficientnet-fusion":
         return build_av_fusion(dtype=dtype, device=device)
+    if source == "tiny":  # miniature mode: a random model of the hub model's class, built here
+        tiny, processor, model = tiny_model(spec)
+        model.to(dtype=dtype, device=device).eval()
+        return LoadedModel(spec=tiny, tokenizer=processor, model=model, source=source, revision=revision(spec))
     if spec.kind not in TEXT_KINDS:
         processor, model = _load_media(spec, source, dtype)
         model.to(device).eval()

@@ -53,6 +53,7 @@ __all__ = [
     "CONVERSION_VERSION", "CT2_CONVERSION_VERSION", "FUSION_VERSION", "KINDS", "MODELS", "TEXT_KINDS", "Kind", "LoadedModel",
     "ModelSpec", "check_available", "check_kind", "get_spec", "layer_count", "model_names", "package_version", "resolve",
     "revision",
+    "TINY_VERSION",
 ]
 
 #: bump when the GGUF -> folder conversion changes its output
@@ -61,6 +62,8 @@ CONVERSION_VERSION = 1
 CT2_CONVERSION_VERSION = 1
 #: bump when the fusion model's architecture, token streams or initialisation change
 FUSION_VERSION = 1
+#: bump when the tiny stand-ins of hub models (:mod:`brainalign.models.tiny`) change
+TINY_VERSION = 1
 
 Kind = Literal["encoder", "causal", "speech", "vision", "audio-video", "instruct-multimodal"]
 #: every kind of model in the registry
@@ -278,9 +281,11 @@ def resolve(name: str | ModelSpec) -> ModelSpec:
 
 
 def _resolve(name: str | ModelSpec) -> tuple[ModelSpec, str]:
-    """The spec of ``name`` and its source, ``"packaged"`` or ``"hub"``."""
+    """The spec of ``name`` and its source: ``"packaged"``, ``"hub"``, or ``"tiny"`` (a hub model in miniature mode)."""
     spec = resolve(name)
-    return spec, "packaged" if spec.packaged is not None else "hub"
+    if spec.packaged is not None:
+        return spec, "packaged"
+    return spec, "tiny" if config.miniature() else "hub"
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -314,12 +319,15 @@ def revision(name: str | ModelSpec) -> str:
 
     Packaged: ``"<distribution>==<version>"`` (plus the conversion version for
     GGUF and CTranslate2 files, and the model-code package for EfficientNet);
-    hub: ``"hub:<hub_id>"``. Cache keys of features include it. ``name`` is a
+    hub: ``"hub:<hub_id>"``; its tiny stand-in in miniature mode:
+    ``"tiny:<hub_id>:v<TINY_VERSION>"``. Cache keys of features include it. ``name`` is a
     model name or a spec from :func:`resolve`.
     """
     spec, source = _resolve(name)
     if source == "hub":
         return f"hub:{spec.hub_id}"
+    if source == "tiny":
+        return f"tiny:{spec.hub_id}:v{TINY_VERSION}"
     rev = f"{spec.packaged}=={package_version(spec.packaged)}"
     if spec.kind == "audio-video":  # the two encoders, and the fusion layers' recipe
         return f"{revision('whisper-tiny-en')}+{revision('efficientnet-lite0')}+fusion{FUSION_VERSION}-seed0"
@@ -333,7 +341,7 @@ def revision(name: str | ModelSpec) -> str:
 
 
 def check_available(name: str | ModelSpec) -> tuple[ModelSpec, str]:
-    """The spec and source (``"packaged"`` or ``"hub"``) of ``name``, if it can be loaded now.
+    """The spec and source (``"packaged"``, ``"hub"`` or ``"tiny"``) of ``name``, if it can be loaded now.
 
     ``name`` is a model name or a spec from :func:`resolve` (looked up again only if a name).
 

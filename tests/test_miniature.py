@@ -1,0 +1,161 @@
+"""Miniature runs of the `paper` sets: tiny stand-ins of hub models, and dataset miniatures in the real formats."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from brainalign import config, datasets, features, miniature, models, probing
+from brainalign.stimuli import GENTLE_WORD
+
+
+@pytest.fixture
+def miniature_mode(monkeypatch):
+    monkeypatch.setenv("BRAINALIGN_MINIATURE", "1")
+    monkeypatch.setenv("BRAINALIGN_OFFLINE", "1")
+
+
+@pytest.mark.parametrize("name", sorted(models.TINY_FAMILIES))
+def test_a_hub_model_becomes_a_tiny_model_of_its_class(name, miniature_mode, no_network, one_thread):
+    spec = models.MODELS[name]
+    real_spec, source = models.check_available(name)  # offline, yet available: its stand-in is built here
+    assert source == "tiny" and real_spec is spec
+    lm = models.load_model(name)
+    assert lm.revision == f"tiny:{spec.hub_id}:v{models.TINY_VERSION}" and lm.source == "tiny"
+    assert lm.model.config.model_type == models.TINY_FAMILIES[name]
+    assert lm.spec.dim == models.TINY_DIM and lm.spec.n_layers == spec.n_layers
+    if spec.kind == "speech":
+        audio = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+        states = models.speech_hidden_states(lm, audio, 16000)
+        assert len(states) == spec.n_layers + 1 and states[0].shape[1] == models.TINY_DIM
+    else:
+        words = "Call me Ishmael . Some years ago , never mind how long precisely".split()
+        feats = features.word_features(lm, words, context=4, cache=False)
+        assert feats.shape == (spec.n_layers + 1, len(words), models.TINY_DIM) and np.isfinite(feats).all()
+    again = models.load_model(name)  # the same seed: the same weights
+    for a, b in zip(lm.model.parameters(), again.model.parameters()):
+        torch.testing.assert_close(a, b)
+
+
+def test_tiny_tokenizer_reads_the_stories_words_whole(miniature_mode):
+    lm = models.load_model("gpt2")
+    ids = lm.tokenizer("Call me Ishmael. Some years ago", add_special_tokens=True)["input_ids"]
+    assert len(ids) == 7  # six words and a full stop, each one token: the vocabulary holds the chapters' words
+    enc = models.load_model("bert-base-uncased").tokenizer("call me", add_special_tokens=True)
+    assert enc.tokens()[0] == "[CLS]" and enc.tokens()[-1] == "[SEP]"
+
+
+def test_outside_miniature_mode_hub_models_still_need_the_hub(monkeypatch):
+    monkeypatch.delenv("BRAINALIGN_MINIATURE", raising=False)
+    monkeypatch.setenv("BRAINALIGN_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match="needs the Hugging Face hub"):
+        models.check_available("bert-base-uncased")
+    assert models.revision("bert-base-uncased") == "hub:google-bert/bert-base-uncased"
+
+
+def test_a_model_without_a_stand_in_is_named(miniature_mode):
+    with pytest.raises(ValueError, match="'videomae-base' has no tiny stand-in.*bert-base-uncased"):
+        models.tiny_model(models.MODELS["videomae-base"])
+
+
+@pytest.fixture(scope="module")
+def minis(tmp_path_factory, cohort):
+    home = tmp_path_factory.mktemp("miniature")
+    return miniature.prepare(["lebel2023", "narratives"], home)
+
+
+def test_the_lebel2023_miniature_is_read_by_its_loader(minis, cohort):
+    ds = datasets.DS003020(minis["lebel2023"], split={"train": [], "test": ["wheretheressmoke"]})
+    assert ds.subjects == [f"UTS{k:02d}" for k in range(1, 9)] and not ds.shared_space
+    counts = {s: ds.responses(s, "wheretheressmoke").shape[1] for s in ds.subjects}
+    assert len(set(counts.values())) == len(counts)  # native spaces: every subject has its own voxel count
+    for s in ds.subjects[:3]:
+        rois = ds.rois(s)
+        assert set(rois) == set(cohort.rois()) and all(m.shape == (counts[s],) and m.any() for m in rois.values())
+    reps = ds.repeats("UTS01", "wheretheressmoke")
+    assert reps.shape[0] == len(cohort.repeats("S01", cohort.test_runs[0])) and reps.shape[1] == ds.n_trs("wheretheressmoke")
+    respdict = json.loads((minis["lebel2023"] / "derivative" / "respdict.json").read_text())
+    for story, n in respdict.items():
+        assert ds.responses("UTS02", story).shape[0] == n - 20  # the lab's trimming convention
+        words = ds.words(story)
+        assert len(words) > 100 and all(w == w.lower() and GENTLE_WORD.fullmatch(w) for w in words["word"])
+        audio, sr = ds.audio(story)
+        assert len(audio) / sr > words["offset"].iloc[-1]
+    with pytest.raises(ValueError, match="voxels are subject-specific"):
+        ds.rois()
+
+
+def test_the_narratives_miniature_is_read_by_its_loader(minis):
+    ds = datasets.Narratives(minis["narratives"])
+    assert ds.runs == ["21styear"] and len(ds.subjects) == 3 and ds.shared_space
+    align = pd.read_csv(minis["narratives"] / "stimuli" / "gentle" / "21styear" / "align.csv", header=None,
+                        keep_default_na=False)
+    onsets = pd.to_numeric(align[2], errors="coerce")
+    assert (align[1] == "").any() and (onsets.diff() < 0).any()  # an unaligned word and an onset going backwards
+    words = ds.words("21styear")
+    assert list(words["word"]) == list(align[0]) and words["onset"].is_monotonic_increasing  # text order, times repaired
+    assert words["written"].str.endswith(".").sum() > 20  # sentences come from the transcript's punctuation
+    y = ds.responses("sub-001", "21styear")
+    assert y.shape == (len(ds.tr_times("21styear")), len(ds.areas())) and np.abs(y).sum() > 0
+    assert all(mask.any() for mask in ds.rois().values())
+    labels = ds.study_labels("21styear")
+    assert list(labels.columns) == list(probing.STUDY_LABEL_CODES) and len(labels) == len(words)
+
+
+def test_prepare_keeps_a_current_miniature_rewrites_a_stale_one_and_names_unknown_datasets(minis, tmp_path, cohort):
+    folder = minis["narratives"]
+    stamp = folder / ".brainalign-miniature"
+    before = stamp.stat().st_mtime_ns
+    assert miniature.prepare(["narratives"], folder.parent)["narratives"] == folder and stamp.stat().st_mtime_ns == before
+    home = tmp_path / "home"
+    first = miniature.prepare(["narratives"], home)["narratives"]
+    (first / ".brainalign-miniature").write_text("0")
+    (first / "stale").write_text("")
+    again = miniature.prepare(["narratives"], home)["narratives"]
+    assert (again / ".brainalign-miniature").read_text() == str(miniature.VERSION) and not (again / "stale").exists()
+    assert not list(home.glob(".*writing"))
+    with pytest.raises(ValueError, match=r"no miniature of dataset\(s\) \['neuromod'\]"):
+        miniature.prepare(["neuromod"], home)
+
+
+def test_the_miniature_home_is_inside_the_data_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("BRAINALIGN_DATA", str(tmp_path))
+    assert miniature.miniature_home() == tmp_path / "miniature"
+    monkeypatch.setenv("BRAINALIGN_MINIATURE", "1")
+    assert config.miniature()
+    monkeypatch.setenv("BRAINALIGN_MINIATURE", "maybe")
+    with pytest.raises(ValueError, match="BRAINALIGN_MINIATURE='maybe' is not a boolean"):
+        config.miniature()
+
+
+def test_which_loaders_share_a_space(cohort):
+    assert cohort.shared_space and datasets.Narratives.shared_space and datasets.NeuroMod.shared_space
+    assert not datasets.DS003020.shared_space
+
+
+def test_study_4s_projection_is_read_as_one_shared_space(minis, tmp_path):
+    import shutil
+
+    import nibabel as nib
+
+    ds = datasets.DS003020(minis["lebel2023"], space="fsaverage")
+    assert ds.shared_space and ds.subjects == [f"UTS{k:02d}" for k in range(1, 9)]
+    rois = ds.rois()
+    assert set(rois) == {"auditory", "LTC", "AG", "IFG", "MFG", "language"}  # the regions the study kept, no others
+    width = ds.responses("UTS01", "wheretheressmoke").shape[1]
+    assert width == len(ds.projected_areas()) == ds.responses("UTS05", "wheretheressmoke").shape[1]
+    assert all(m.shape == (width,) for m in rois.values()) and rois["language"].sum() + rois["auditory"].sum() == width
+    with pytest.raises(ValueError, match=r"unknown space 'mni' of lebel2023; valid: \['native', 'fsaverage'\]"):
+        datasets.DS003020(minis["lebel2023"], space="mni")
+    root = tmp_path / "ds003020"
+    shutil.copytree(minis["lebel2023"], root)
+    folder = root / "derivative" / "transformed_data_fs_lang"
+    (folder / "rh.HCPMMP1.annot").unlink()
+    with pytest.raises(FileNotFoundError, match=r"rh.HCPMMP1.annot is missing. Study 4 projected .* FreeSurfer v7"):
+        datasets.DS003020(root, space="fsaverage")
+    nib.freesurfer.write_annot(str(folder / "rh.HCPMMP1.annot"), np.zeros(100, int),  # labels that keep no right vertex
+                               np.array([[9, 9, 9, 0, 0]]), ["???"], fill_ctab=True)
+    with pytest.raises(ValueError, match="columns, but the HCP-MMP1 annotations beside it label"):
+        datasets.DS003020(root, space="fsaverage").responses("UTS01", "wheretheressmoke")
