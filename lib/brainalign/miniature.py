@@ -51,8 +51,16 @@ VERSION = 1
 #: the real datasets a miniature can stand in for
 MINIATURES = ("lebel2023", "narratives")
 _FOLDERS = {"lebel2023": "ds003020", "narratives": "narratives"}  # where each loader looks in the data home
-_SUBJECTS = 8  # lebel2023: UTS01-UTS08, as the study of Study 4 tunes on 3 and holds out 5
+_SUBJECTS = 8  # lebel2023: UTS01-UTS08 (Study 4 tunes on 3 of them and holds out 5)
 _TRAIN_STORIES = 5
+
+
+def _write_hf5(path: Path, data: np.ndarray) -> None:
+    """Responses as ds003020 stores them (key ``data``, float32)."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.create_dataset("data", data=np.asarray(data, dtype=np.float32))
 
 
 def _source():
@@ -84,7 +92,6 @@ def _surface(rois: dict[str, np.ndarray], per_hemi: int, rng: np.random.Generato
 
 def _write_projection(folder: Path, source, names: dict[str, str], subjects: list[str], rng: np.random.Generator) -> None:
     """Study 4's projection to fsaverage (``FSAVERAGE_FOLDER``): HCP-MMP1 annotations and every subject's kept columns."""
-    import h5py
     import nibabel as nib
 
     per_hemi = 100
@@ -93,11 +100,11 @@ def _write_projection(folder: Path, source, names: dict[str, str], subjects: lis
     columns = []
     folder.mkdir(parents=True)
     for hemi, half in (("lh", slice(0, per_hemi)), ("rh", slice(per_hemi, None))):
-        names_ = sorted(set(area[half]))
-        ctab = np.column_stack([rng.integers(0, 255, (len(names_), 3)), np.zeros(len(names_), int),
-                                np.arange(len(names_))]).astype(np.int32)
-        labels = [f"{hemi[0].upper()}_{a}_ROI-{hemi}" if a != "???" else "???" for a in names_]  # mne's label names
-        nib.freesurfer.write_annot(str(folder / f"{hemi}.HCPMMP1.annot"), np.array([names_.index(a) for a in area[half]]),
+        present = sorted(set(area[half]))
+        ctab = np.column_stack([rng.integers(0, 255, (len(present), 3)), np.zeros(len(present), int),
+                                np.arange(len(present))]).astype(np.int32)
+        labels = [f"{hemi[0].upper()}_{a}_ROI-{hemi}" if a != "???" else "???" for a in present]  # mne's label names
+        nib.freesurfer.write_annot(str(folder / f"{hemi}.HCPMMP1.annot"), np.array([present.index(a) for a in area[half]]),
                                    ctab, labels, fill_ctab=True)
         columns.append(keep[half][np.isin(area[half], kept_areas)])
     columns = np.concatenate(columns)
@@ -106,13 +113,13 @@ def _write_projection(folder: Path, source, names: dict[str, str], subjects: lis
         out.mkdir()
         for run, story in names.items():
             reps = source.repeats(subject, run)
-            data = reps[:, :, columns] if reps is not None else source.responses(subject, run)[:, columns]
-            with h5py.File(out / f"{story}.hf5", "w") as f:
-                f.create_dataset("data", data=data.astype(np.float32))
+            _write_hf5(out / f"{story}.hf5", reps[:, :, columns] if reps is not None else source.responses(subject, run)[:, columns])
 
 
 def write_lebel2023(root: str | Path, source=None, seed: int = 0) -> Path:
     """A ds003020 miniature at ``root``: 8 subjects, 5 training stories and the repeated test story.
+
+    Native responses with per-subject ROI masks, and Study 4's projection to fsaverage of the same subjects.
 
     Parameters
     ----------
@@ -123,7 +130,6 @@ def write_lebel2023(root: str | Path, source=None, seed: int = 0) -> Path:
     seed : int
         Seed of each subject's voxel selection.
     """
-    import h5py
     from scipy.io import wavfile
 
     from .stimuli import GENTLE_WORD, write_textgrid
@@ -158,9 +164,7 @@ def write_lebel2023(root: str | Path, source=None, seed: int = 0) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
         for run, story in names.items():
             reps = src.repeats(subject, run)
-            data = reps[:, :, keep] if reps is not None else src.responses(subject, run)[:, keep]
-            with h5py.File(folder / f"{story}.hf5", "w") as f:
-                f.create_dataset("data", data=data.astype(np.float32))
+            _write_hf5(folder / f"{story}.hf5", reps[:, :, keep] if reps is not None else src.responses(subject, run)[:, keep])
         masks = deriv / "brainalign" / "rois"
         masks.mkdir(parents=True, exist_ok=True)
         np.savez(masks / f"{uts}.npz", **{name: mask[keep] for name, mask in rois.items()})
@@ -193,12 +197,13 @@ def _study_label_file(path: Path, align: Path) -> None:
     table = {"words": list(words["word"])}
     for prop, (column, codes) in STUDY_LABEL_CODES.items():
         code_of = {cls: code for code, cls in codes.items()}
-        table[column] = [code_of.get(cls, next(iter(codes))) for cls in labels[prop]]
+        table[column] = [code_of.get(cls, next(iter(codes))) for cls in labels[prop]]  # a class it lacks (NONE): its first
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(table).to_csv(path, index=False)
 
 
 def _write_gifti(path: Path, data: np.ndarray, intent: str, labels: list[str] | None = None) -> None:
+    """A GIfTI file: one float data array per row of ``data`` (a time series), or one label array with its table."""
     import nibabel as nib
 
     if labels is None:
@@ -222,7 +227,9 @@ def write_narratives(root: str | Path, source=None, seed: int = 0, n_subjects: i
 
     The story is two simulated chapters read one after the other; the vertices
     of each hemisphere are simulated voxels, labelled with an HCP-MMP1 area of
-    their region. See :func:`write_lebel2023` for the parameters.
+    their region, and their volumes are the simulated ones, one per TR of 1.5 s
+    (the simulated TR is 2 s: a miniature tests formats and code paths, not
+    alignment). See :func:`write_lebel2023` for the parameters.
     """
     root, src = Path(root), source if source is not None else _source()
     tr, onset, rng = 1.5, 14, config.rng(seed, "miniature", "narratives")  # the real 21styear starts 14 TRs into the scan

@@ -11,8 +11,9 @@ small models use too: the 2,000 commonest words of the packaged Moby-Dick
 chapters, other words spelt in characters; encoders add ``[CLS]`` and
 ``[SEP]``, causal models nothing). Its hidden states have the real
 model's count and the tiny width, so every layer index of the set stays
-valid; the numbers mean nothing. The spec a loaded tiny model carries says
-so: its ``dim`` is :data:`TINY_DIM` and its revision starts with ``tiny:``.
+valid; the numbers mean nothing. A loaded tiny model says so: its spec's
+``dim`` is :data:`TINY_DIM`, its ``source`` is ``"tiny"`` and its revision
+starts with ``tiny:``.
 """
 
 from __future__ import annotations
