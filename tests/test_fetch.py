@@ -380,8 +380,8 @@ def test_datalad_installs_then_gets(home, tmp_path):
     assert commands[0][:4] == ["datalad", "install", "-s", "https://datasets.datalad.org/labs/hasson/narratives"]
     got = [p for c in commands[1:] for p in c[6:]]
     assert "derivatives/afni-nosmooth/sub-244/func/sub-244_task-21styear_space-fsaverage6_hemi-L_desc-clean.func.gii" in got
-    assert {"stimuli/gentle/21styear/align.csv", "stimuli/gentle/21styear/transcript.txt"} <= set(got)
-    assert len(got) == 8 and sorted(report.fetched) == sorted(got + ["stimuli/oota2023/21styear_probing_labels.csv"])
+    assert {"stimuli/gentle/21styear/align.csv", "stimuli/gentle/21styear/transcript.txt", "stimuli/21styear_audio.wav"} <= set(got)
+    assert len(got) == 9 and sorted(report.fetched) == sorted(got + ["stimuli/oota2023/21styear_probing_labels.csv"])
     assert urls == ["https://raw.githubusercontent.com/subbareddy248/lingprop-brain-alignment/56c214b14a45bc88c0da3b2e4596b65ecf495619"
                     "/stimulus_resources/balanced_21styear_probing_labels.csv"]
     n = len(commands)

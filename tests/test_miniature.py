@@ -159,3 +159,40 @@ def test_study_4s_projection_is_read_as_one_shared_space(minis, tmp_path):
                                np.array([[9, 9, 9, 0, 0]]), ["???"], fill_ctab=True)
     with pytest.raises(ValueError, match="columns, but the HCP-MMP1 annotations beside it label"):
         datasets.DS003020(root, space="fsaverage").responses("UTS01", "wheretheressmoke")
+
+
+def test_narratives_audio_is_cut_to_the_story(minis, tmp_path):
+    import shutil
+
+    from scipy.io import wavfile
+
+    ds = datasets.Narratives(minis["narratives"])
+    audio, sr = ds.audio("21styear")
+    n_trs = len(ds.tr_times("21styear"))
+    assert audio.dtype == np.float32 and len(audio) == round(n_trs * ds.tr * sr)
+    words = ds.words("21styear")
+    first = int(words["onset"].iloc[0] * sr)
+    assert np.abs(audio[first : first + sr // 2]).max() > 0.01  # the first word is heard when the words say it is
+    root = tmp_path / "narratives"
+    shutil.copytree(minis["narratives"], root)
+    sr_, full = wavfile.read(root / "stimuli" / "21styear_audio.wav")
+    wavfile.write(root / "stimuli" / "21styear_audio.wav", sr_, np.stack([full, full], axis=1)[: len(full) // 2])
+    with pytest.raises(ValueError, match="21styear_audio.wav lasts .* but story '21styear' ends"):
+        datasets.Narratives(root).audio("21styear")
+    (root / "stimuli" / "21styear_audio.wav").unlink()
+    with pytest.raises(FileNotFoundError, match="21styear_audio.wav is missing; `brainalign data fetch narratives --runs 21styear`"):
+        datasets.Narratives(root).audio("21styear")
+
+
+def test_read_wav_scales_integers_and_averages_channels(tmp_path):
+    from scipy.io import wavfile
+
+    from brainalign.stimuli import read_wav
+
+    wavfile.write(tmp_path / "a.wav", 8000, np.array([[-32768, 0], [16384, 16384]], dtype=np.int16))
+    audio, sr = read_wav(tmp_path / "a.wav")
+    assert sr == 8000 and audio.dtype == np.float32
+    np.testing.assert_allclose(audio, [-0.5, 0.5])
+    (tmp_path / "b.wav").write_bytes(b"RIFF0000WAVEjunk")
+    with pytest.raises(ValueError, match="b.wav is not a readable WAV file"):
+        read_wav(tmp_path / "b.wav")

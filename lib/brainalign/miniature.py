@@ -26,6 +26,7 @@ responses have realistic shapes:
     The story ``21styear``: ``code/event_meta.json`` (the real onset of 14 TRs),
     gentle's ``align.csv`` (words cut by gentle's tokeniser, some unaligned,
     onsets that go backwards once) beside the punctuated ``transcript.txt``,
+    the audio from the scan's start (``stimuli/21styear_audio.wav``),
     per-hemisphere GIfTI time series on a cut fsaverage6, HCP-MMP1 label
     files, and the study's per-word label file in its codes.
 """
@@ -222,6 +223,20 @@ def _write_gifti(path: Path, data: np.ndarray, intent: str, labels: list[str] | 
     nib.save(img, str(path))
 
 
+def _write_story_audio(path: Path, source, runs: list[str], starts: list[float], lead: float, length: float) -> None:
+    """The runs' audio, each from its start (s after the story onset), the story ``lead`` s into a ``length``-s file."""
+    from scipy.io import wavfile
+
+    sr = source.audio(runs[0])[1]
+    out = np.zeros(int(round(length * sr)), dtype=np.float32)
+    for run, start in zip(runs, starts):
+        audio, _ = source.audio(run)
+        at = int(round((lead + start) * sr))
+        out[at : at + len(audio)] = audio[: len(out) - at]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wavfile.write(path, sr, (np.clip(out, -1, 1) * 32767).astype(np.int16))
+
+
 def write_narratives(root: str | Path, source=None, seed: int = 0, n_subjects: int = 3) -> Path:
     """A Narratives miniature at ``root``: the story ``21styear`` heard by ``n_subjects`` subjects.
 
@@ -234,13 +249,15 @@ def write_narratives(root: str | Path, source=None, seed: int = 0, n_subjects: i
     root, src = Path(root), source if source is not None else _source()
     tr, onset, rng = 1.5, 14, config.rng(seed, "miniature", "narratives")  # the real 21styear starts 14 TRs into the scan
     runs = src.train_runs[:2]
-    parts, shift = [], 0.0
+    parts, starts, shift = [], [], 0.0
     for run in runs:
         w = src.words(run)
         parts.append(w.assign(onset=w["onset"] + shift, offset=w["offset"] + shift))
+        starts.append(shift)
         shift = float(parts[-1]["offset"].iloc[-1]) + 2.0
     words = pd.concat(parts, ignore_index=True)
     duration = int(np.ceil(shift / tr))
+    _write_story_audio(root / "stimuli" / "21styear_audio.wav", src, runs, starts, onset * tr, (onset + duration + 10) * tr)
     story = root / "stimuli" / "gentle" / "21styear"
     story.mkdir(parents=True)
     gentle = _gentle_rows(words, onset * tr)

@@ -219,16 +219,13 @@ class DS003020(Dataset):
         return data if data.ndim == 3 else None
 
     def audio(self, run: str) -> tuple[np.ndarray, int]:
-        from scipy.io import wavfile
+        from ..stimuli import read_wav
 
         self._check(run=run)
         path = self.root / "stimuli" / f"{run}.wav"
         if not path.exists():
             raise FileNotFoundError(f"no audio for run {run!r}: {path} is missing")
-        sr, audio = wavfile.read(path)
-        if audio.dtype == np.int16:
-            audio = audio.astype(np.float32) / 32768.0
-        return audio.astype(np.float32, copy=False), int(sr)
+        return read_wav(path)
 
     def rois(self, subject: str | None = None) -> dict[str, np.ndarray]:
         """ROI masks of one subject's native voxels, from ``derivative/brainalign/rois/<subject>.npz``.

@@ -51,6 +51,7 @@ class Narratives(Dataset):
             sub-XXX_task-<task>[_run-N]_space-fsaverage6_hemi-{L,R}_desc-clean.func.gii   one data array per TR
         derivatives/<pipeline>/tpl-fsaverage6/
             tpl-fsaverage6_hemi-{L,R}_desc-MMP_dseg.label.gii   HCP-MMP1 labels (or {lh,rh}.HCP-MMP1.annot)
+        stimuli/<task>_audio.wav    the audio, from the scan's start (``audio`` cuts it to the story)
         stimuli/oota2023/<task>_probing_labels.csv   optional: the per-word labels Study 1 released (21styear)
 
     Runs are the stories of ``event_meta.json`` whose task has an
@@ -166,6 +167,28 @@ class Narratives(Dataset):
         start = onset * self.tr
         words = words.assign(onset=words["onset"] - start, offset=words["offset"] - start)
         return words.reset_index(drop=True)  # in the text's order: read_align_csv keeps it, its onsets repaired
+
+    def audio(self, run: str) -> tuple[np.ndarray, int]:
+        """The story's audio, from its onset to its end: ``stimuli/<task>_audio.wav`` cut to the story.
+
+        The file plays from the scan's start (``21styear``: music, then the story 21 s in), so the
+        story's samples are those of ``[onset, onset + duration)`` TRs of ``code/event_meta.json``, and
+        time 0 is the story onset, as for :meth:`words` and :meth:`tr_times`.
+        """
+        from ..stimuli import read_wav
+
+        self._check(run=run)
+        task, onset, duration = self._story[run]
+        path = self.root / "stimuli" / f"{task}_audio.wav"
+        if not path.is_file():
+            raise FileNotFoundError(f"no audio for run {run!r}: {path} is missing; `brainalign data fetch narratives "
+                                    f"--runs {task}` fetches it")
+        audio, sr = read_wav(path)
+        start, stop = int(round(onset * self.tr * sr)), int(round((onset + duration) * self.tr * sr))
+        if len(audio) < stop:
+            raise ValueError(f"{path} lasts {len(audio) / sr:.1f} s, but story {run!r} ends {stop / sr:.1f} s into the scan "
+                             "(code/event_meta.json)")
+        return audio[start:stop], sr
 
     def study_labels(self, run: str) -> pd.DataFrame | None:
         """The per-word property labels Oota et al. (2023) released for this story, or None when not on disk.

@@ -161,11 +161,10 @@ class SimulatedMovie(Dataset):
         return frames, times
 
     def audio(self, run: str) -> tuple[np.ndarray, int]:
-        from scipy.io import wavfile
+        from ..stimuli import read_wav
 
         self._check(run=run)
-        sr, audio = wavfile.read(self.root / "stimuli" / f"{run}.wav")
-        return audio.astype(np.float32) / 32768.0, int(sr)
+        return read_wav(self.root / "stimuli" / f"{run}.wav")
 
     def _read(self, subject: str, run: str) -> np.ndarray:
         import h5py

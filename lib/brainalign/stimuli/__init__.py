@@ -50,7 +50,7 @@ every public name can be imported from ``brainalign.stimuli`` itself.
     The synthetic movie: a spoken dialogue, shots of packaged images, rendering.
 """
 
-from .formats import GENTLE_WORD, NONWORDS, read_align_csv, read_textgrid, read_video, write_textgrid
+from .formats import GENTLE_WORD, NONWORDS, read_align_csv, read_textgrid, read_video, read_wav, write_textgrid
 from .movie import (
     DIALOGUE,
     MOVIE_FACES,
@@ -101,6 +101,7 @@ __all__ = [
     "read_dialogue",
     "read_textgrid",
     "read_video",
+    "read_wav",
     "render_shots",
     "sample_times",
     "speaking_at",

@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..cache import atomic_write
 
-__all__ = ["GENTLE_WORD", "NONWORDS", "read_align_csv", "read_textgrid", "read_video", "write_textgrid"]
+__all__ = ["GENTLE_WORD", "NONWORDS", "read_align_csv", "read_textgrid", "read_video", "read_wav", "write_textgrid"]
 
 #: Labels of silences, breaths, laughs and noises in forced alignments (compare lowercased, stripped).
 NONWORDS: frozenset[str] = frozenset(
@@ -92,6 +92,34 @@ def _intervals(frame: pd.DataFrame | None, label: str) -> list[tuple[float, floa
     if missing:
         raise ValueError(f"the {label}s table lacks columns {sorted(missing)}; it has {list(frame.columns)}")
     return [(float(a), float(b), str(w)) for w, a, b in zip(frame[label], frame["onset"], frame["offset"])]
+
+
+def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """A WAV file as mono float32 samples in [-1, 1] and its sample rate.
+
+    Integer samples are scaled by their type's range; several channels are averaged.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    ValueError
+        When it is not a readable WAV file.
+    """
+    from scipy.io import wavfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing")
+    try:
+        sr, audio = wavfile.read(path)
+    except ValueError as err:
+        raise ValueError(f"{path} is not a readable WAV file ({err})") from err
+    if np.issubdtype(audio.dtype, np.integer):
+        info = np.iinfo(audio.dtype)
+        audio = (audio.astype(np.float32) - (info.max + info.min + 1) / 2) / ((info.max - info.min + 1) / 2)
+    audio = audio.astype(np.float32, copy=False)
+    return (audio.mean(axis=1) if audio.ndim == 2 else audio), int(sr)
 
 
 def write_textgrid(
