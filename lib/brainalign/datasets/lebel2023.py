@@ -18,7 +18,7 @@ __all__ = ["DS003020", "FSAVERAGE_FOLDER", "FSAVERAGE_ROIS", "SPACES", "load_leb
 #: where the responses of every subject projected to fsaverage are read from: the folder Study 4's released code
 #: reads (``<subject>_nonc/<story>.hf5``), with the HCP-MMP1 annotations of fsaverage beside it
 FSAVERAGE_FOLDER = "derivative/transformed_data_fs_lang"
-#: the Glasser groups whose vertices the projection keeps (Study 4's auditory and language targets), in column order
+#: the Glasser groups whose vertices the projection keeps (Study 4's auditory and language targets)
 FSAVERAGE_ROIS = ("auditory", "LTC", "AG", "IFG", "MFG")
 #: the spaces ``DS003020`` reads responses in
 SPACES = ("native", "fsaverage")
