@@ -100,7 +100,7 @@ def test_unknown_set_and_study():
 #: `paper` sets whose miniature run does not reach its end yet, and where it stops (open work, not a pass)
 MINIATURE_STOPS = {
     # the set's efficiency curve reads up to 25 training stories and the miniature holds 5; past it, the transfer to
-    # Narratives needs its audio and a cross-validated split (Narratives has no test story), neither built yet
+    # Narratives needs a cross-validated split (Narratives has no test story), not built yet
     "04_multiparticipant_brain_tuning": "unknown n_stories 10",
 }
 
@@ -119,7 +119,7 @@ def test_paper_set_runs_end_to_end_on_miniatures(study, tmp_path):
     if study in MINIATURE_STOPS:
         with pytest.raises(pm.PapermillExecutionError, match=MINIATURE_STOPS[study]):
             run_notebook(study, "paper", out_dir=tmp_path, progress=False, miniature=True)
-        pytest.xfail(f"{study}: its miniature run stops where a real run would ({MINIATURE_STOPS[study]})")
+        pytest.xfail(f"{study}: its miniature run stops before its end ({MINIATURE_STOPS[study]})")
     run_notebook(study, "paper", MINIATURE_OVERRIDES.get(study), out_dir=tmp_path, progress=False, miniature=True)
     result = json.loads((tmp_path / f"{study}.json").read_text())
     assert result["miniature"] is True and result["simulated"] is False
