@@ -196,3 +196,16 @@ def test_read_wav_scales_integers_and_averages_channels(tmp_path):
     (tmp_path / "b.wav").write_bytes(b"RIFF0000WAVEjunk")
     with pytest.raises(ValueError, match="b.wav is not a readable WAV file"):
         read_wav(tmp_path / "b.wav")
+
+
+def test_write_wav_is_read_back_and_glasser_area_reads_mnes_labels(tmp_path):
+    from brainalign.spaces import glasser_area
+    from brainalign.stimuli import read_wav, write_wav
+
+    x = np.array([-2.0, -0.5, 0.0, 0.25, 1.0], dtype=np.float32)
+    write_wav(tmp_path / "x.wav", x, 16000)
+    back, sr = read_wav(tmp_path / "x.wav")
+    assert sr == 16000
+    np.testing.assert_allclose(back, np.clip(x, -1, 1), atol=1 / 16384)
+    assert [glasser_area(n) for n in ("L_A1_ROI-lh", "R_p9-46v_ROI-rh", "L_A1_ROI", "A1", "???")] == [
+        "A1", "p9-46v", "A1", "A1", "???"]

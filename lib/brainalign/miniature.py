@@ -131,9 +131,7 @@ def write_lebel2023(root: str | Path, source=None, seed: int = 0) -> Path:
     seed : int
         Seed of each subject's voxel selection.
     """
-    from scipy.io import wavfile
-
-    from .stimuli import GENTLE_WORD, write_textgrid
+    from .stimuli import GENTLE_WORD, write_textgrid, write_wav
 
     root, src = Path(root), source if source is not None else _source()
     manifest = read_manifest("lebel2023")
@@ -154,7 +152,7 @@ def write_lebel2023(root: str | Path, source=None, seed: int = 0) -> Path:
         write_textgrid(deriv / "TextGrids" / f"{story}.TextGrid", grid, phones, duration=(n + 15) * src.tr)
         audio, sr = src.audio(run)
         (root / "stimuli").mkdir(parents=True, exist_ok=True)
-        wavfile.write(root / "stimuli" / f"{story}.wav", sr, (np.clip(audio, -1, 1) * 32767).astype(np.int16))
+        write_wav(root / "stimuli" / f"{story}.wav", audio, sr)
     (deriv / "respdict.json").write_text(json.dumps(respdict, indent=1))
     rois = src.rois()
     rng = config.rng(seed, "miniature", "lebel2023")
@@ -225,7 +223,7 @@ def _write_gifti(path: Path, data: np.ndarray, intent: str, labels: list[str] | 
 
 def _write_story_audio(path: Path, source, runs: list[str], starts: list[float], lead: float, length: float) -> None:
     """The runs' audio, each from its start (s after the story onset), the story ``lead`` s into a ``length``-s file."""
-    from scipy.io import wavfile
+    from .stimuli import write_wav
 
     sr = source.audio(runs[0])[1]
     out = np.zeros(int(round(length * sr)), dtype=np.float32)
@@ -234,7 +232,7 @@ def _write_story_audio(path: Path, source, runs: list[str], starts: list[float],
         at = int(round((lead + start) * sr))
         out[at : at + len(audio)] = audio[: len(out) - at]
     path.parent.mkdir(parents=True, exist_ok=True)
-    wavfile.write(path, sr, (np.clip(out, -1, 1) * 32767).astype(np.int16))
+    write_wav(path, out, sr)
 
 
 def write_narratives(root: str | Path, source=None, seed: int = 0, n_subjects: int = 3) -> Path:

@@ -81,9 +81,9 @@ _HEMI_PREFIX = re.compile(r"^(?:L|R|lh|rh|LH|RH)[_.]")
 
 
 def glasser_area(label: str) -> str:
-    """The bare HCP-MMP1 area name of a label: ``"L_A1_ROI"``, ``"R_A1"`` and ``"A1"`` all give ``"A1"``."""
+    """The bare HCP-MMP1 area name of a label: ``"L_A1_ROI"``, ``"R_A1"``, ``"A1"`` and mne's ``"L_A1_ROI-lh"`` all give ``"A1"``."""
     name = _HEMI_PREFIX.sub("", str(label).strip())
-    return name.removesuffix("_ROI")
+    return name.removesuffix("-lh").removesuffix("-rh").removesuffix("_ROI")
 
 
 def glasser_rois(areas: Sequence[str]) -> dict[str, np.ndarray]:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .. import config
 from ..manifests import read_manifest
-from ..spaces import ROI_GROUPS, glasser_rois
+from ..spaces import ROI_GROUPS, glasser_area, glasser_rois
 from .base import Dataset, split_on_disk
 
 __all__ = ["DS003020", "FSAVERAGE_FOLDER", "FSAVERAGE_ROIS", "SPACES", "load_lebel2023"]
@@ -149,10 +149,8 @@ class DS003020(Dataset):
                     labels, _, names = nib.freesurfer.read_annot(str(path))
                 except Exception as err:  # nibabel raises several kinds on a bad file
                     raise ValueError(f"{path} is not a readable FreeSurfer annotation ({err})") from err
-                names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
-                # mne's labels read "L_A1_ROI-lh"; the bare area is the part between the first two underscores
-                bare = np.array([names[i].split("_")[1] if i >= 0 and names[i].count("_") >= 2 else "???" for i in labels],
-                                dtype=object)
+                names = [glasser_area(n.decode() if isinstance(n, bytes) else n) for n in names]  # mne's "L_A1_ROI-lh"
+                bare = np.array([names[i] if i >= 0 else "???" for i in labels], dtype=object)
                 areas.append(bare[np.isin(bare, list(keep))])
             self._fs_areas = np.concatenate(areas)
         return self._fs_areas

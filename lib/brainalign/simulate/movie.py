@@ -238,9 +238,8 @@ def frames_digest(frames: np.ndarray) -> str:
 
 def _write_movie_cohort(root: Path, seed: int) -> None:
     import h5py
-    from scipy.io import wavfile
 
-    from ..stimuli import make_movie, read_dialogue
+    from ..stimuli import make_movie, read_dialogue, write_wav
 
     m = movie_manifest()
     runs = m["train"] + m["test"]
@@ -255,7 +254,7 @@ def _write_movie_cohort(root: Path, seed: int) -> None:
                             fps=MOVIE_FPS, size=MOVIE_SIZE, sr=MOVIE_SR) for r in runs}
     digests = {}
     for r, mv in movies.items():
-        wavfile.write(root / "stimuli" / f"{r}.wav", mv.sr, (np.clip(mv.audio, -1, 1) * 32767).astype(np.int16))
+        write_wav(root / "stimuli" / f"{r}.wav", mv.audio, mv.sr)
         mv.words.to_csv(root / "stimuli" / f"{r}_words.tsv", sep="\t", index=False)
         mv.lines.to_csv(root / "stimuli" / f"{r}_lines.tsv", sep="\t", index=False)
         mv.shots.to_csv(root / "stimuli" / f"{r}_shots.tsv", sep="\t", index=False, float_format="%.17g")

@@ -274,9 +274,8 @@ def _word_drive(participant: dict, word_values: dict[str, np.ndarray], dims: dic
 
 def _write_cohort(root: Path, seed: int) -> None:
     import h5py
-    from scipy.io import wavfile
 
-    from ..stimuli import write_textgrid
+    from ..stimuli import write_textgrid, write_wav
 
     m = manifest()
     stories = m["train"] + m["test"]
@@ -294,7 +293,7 @@ def _write_cohort(root: Path, seed: int) -> None:
         sp = speech[s]
         respdict[s], _ = _story_grid(len(sp.audio) / sp.sr)
         write_textgrid(deriv / "TextGrids" / f"{s}.TextGrid", sp.words, sp.phones, duration=len(sp.audio) / sp.sr)
-        wavfile.write(root / "stimuli" / f"{s}.wav", sp.sr, (np.clip(sp.audio, -1, 1) * 32767).astype(np.int16))
+        write_wav(root / "stimuli" / f"{s}.wav", sp.audio, sp.sr)
     (deriv / "respdict.json").write_text(json.dumps(respdict, indent=1))
 
     vertices, roi_index, roi_names, hemi = common.cohort_space()

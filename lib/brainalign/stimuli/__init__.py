@@ -50,7 +50,7 @@ every public name can be imported from ``brainalign.stimuli`` itself.
     The synthetic movie: a spoken dialogue, shots of packaged images, rendering.
 """
 
-from .formats import GENTLE_WORD, NONWORDS, read_align_csv, read_textgrid, read_video, read_wav, write_textgrid
+from .formats import GENTLE_WORD, NONWORDS, read_align_csv, read_textgrid, read_video, read_wav, write_textgrid, write_wav
 from .movie import (
     DIALOGUE,
     MOVIE_FACES,
@@ -102,6 +102,7 @@ __all__ = [
     "read_textgrid",
     "read_video",
     "read_wav",
+    "write_wav",
     "render_shots",
     "sample_times",
     "speaking_at",

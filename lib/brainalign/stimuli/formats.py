@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..cache import atomic_write
 
-__all__ = ["GENTLE_WORD", "NONWORDS", "read_align_csv", "read_textgrid", "read_video", "read_wav", "write_textgrid"]
+__all__ = ["GENTLE_WORD", "NONWORDS", "read_align_csv", "read_textgrid", "read_video", "read_wav", "write_textgrid", "write_wav"]
 
 #: Labels of silences, breaths, laughs and noises in forced alignments (compare lowercased, stripped).
 NONWORDS: frozenset[str] = frozenset(
@@ -120,6 +120,13 @@ def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
         audio = (audio.astype(np.float32) - (info.max + info.min + 1) / 2) / ((info.max - info.min + 1) / 2)
     audio = audio.astype(np.float32, copy=False)
     return (audio.mean(axis=1) if audio.ndim == 2 else audio), int(sr)
+
+
+def write_wav(path: str | os.PathLike, audio: np.ndarray, sr: int) -> None:
+    """Write float samples in [-1, 1] (clipped) as a 16-bit WAV file, which :func:`read_wav` reads back."""
+    from scipy.io import wavfile
+
+    wavfile.write(path, int(sr), (np.clip(audio, -1, 1) * 32767).astype(np.int16))
 
 
 def write_textgrid(
