@@ -12,6 +12,8 @@ chapters, word timings, audio and responses), so words, sentences and
 responses have realistic shapes:
 
 ``lebel2023`` (OpenNeuro ds003020)
+    26 training stories, each a 40-s cut of a simulated story (Study 4's
+    efficiency curve fits on up to 25 of them), and the whole test story.
     ``derivative/respdict.json``, long-format TextGrids (phones and words, with
     the silence labels the Huth lab's grids carry), ``preprocessed_data/<subject>/<story>.hf5``
     trimmed by the lab's convention (``respdict - 20`` rows), the test story
@@ -48,12 +50,13 @@ from .spaces import ROI_GROUPS
 __all__ = ["MINIATURES", "VERSION", "miniature_home", "write_lebel2023", "write_narratives", "prepare"]
 
 #: bump when a miniature's content changes (a stale one is rewritten)
-VERSION = 1
+VERSION = 2
 #: the real datasets a miniature can stand in for
 MINIATURES = ("lebel2023", "narratives")
 _FOLDERS = {"lebel2023": "ds003020", "narratives": "narratives"}  # where each loader looks in the data home
 _SUBJECTS = 8  # lebel2023: UTS01-UTS08 (Study 4 tunes on 3 of them and holds out 5)
-_TRAIN_STORIES = 5
+_TRAIN_STORIES = 26  # Study 4's paper set fits encoding models on up to 25 training stories
+_STORY_TRS = 20  # volumes of each training story: a 40-s cut of a simulated story
 
 
 def _write_hf5(path: Path, data: np.ndarray) -> None:
@@ -68,6 +71,23 @@ def _source():
     from .datasets import load_dataset
 
     return load_dataset("simulated")
+
+
+def _stories(src, manifest: dict) -> dict[str, tuple[str, slice]]:
+    """Story name -> (source run, its volumes): ``_TRAIN_STORIES`` consecutive cuts of the source's training runs,
+    named as the real training stories, and the whole test run under the real test story's name."""
+    cuts = [(run, slice(a, a + _STORY_TRS)) for run in src.train_runs
+            for a in range(0, src.n_trs(run) - _STORY_TRS + 1, _STORY_TRS)][:_TRAIN_STORIES]
+    if len(cuts) < _TRAIN_STORIES:
+        raise ValueError(f"the source cohort has {len(cuts)} cuts of {_STORY_TRS} volumes; the miniature needs {_TRAIN_STORIES}")
+    test = src.test_runs[0]
+    return {**dict(zip(manifest["train"], cuts)), manifest["test"][0]: (test, slice(0, src.n_trs(test)))}
+
+
+def _rows(src, subject: str, run: str, volumes: slice, columns: np.ndarray) -> np.ndarray:
+    """A subject's responses to a cut of a run in the given columns; a repeated run's repeats stacked."""
+    reps = src.repeats(subject, run)
+    return reps[:, volumes][:, :, columns] if reps is not None else src.responses(subject, run)[volumes][:, columns]
 
 
 def _voxels(n_voxels: int, rois: dict[str, np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:
@@ -91,7 +111,8 @@ def _surface(rois: dict[str, np.ndarray], per_hemi: int, rng: np.random.Generato
     return keep, area
 
 
-def _write_projection(folder: Path, source, names: dict[str, str], subjects: list[str], rng: np.random.Generator) -> None:
+def _write_projection(folder: Path, source, stories: dict[str, tuple[str, slice]], subjects: list[str],
+                      rng: np.random.Generator) -> None:
     """Study 4's projection to fsaverage (``FSAVERAGE_FOLDER``): HCP-MMP1 annotations and every subject's kept columns."""
     import nibabel as nib
 
@@ -112,13 +133,12 @@ def _write_projection(folder: Path, source, names: dict[str, str], subjects: lis
     for k, subject in enumerate(subjects):
         out = folder / f"UTS{k + 1:02d}_nonc"
         out.mkdir()
-        for run, story in names.items():
-            reps = source.repeats(subject, run)
-            _write_hf5(out / f"{story}.hf5", reps[:, :, columns] if reps is not None else source.responses(subject, run)[:, columns])
+        for story, (run, volumes) in stories.items():
+            _write_hf5(out / f"{story}.hf5", _rows(source, subject, run, volumes, columns))
 
 
 def write_lebel2023(root: str | Path, source=None, seed: int = 0) -> Path:
-    """A ds003020 miniature at ``root``: 8 subjects, 5 training stories and the repeated test story.
+    """A ds003020 miniature at ``root``: 8 subjects, 26 short training stories and the repeated test story.
 
     Native responses with per-subject ROI masks, and Study 4's projection to fsaverage of the same subjects.
 
@@ -135,15 +155,16 @@ def write_lebel2023(root: str | Path, source=None, seed: int = 0) -> Path:
 
     root, src = Path(root), source if source is not None else _source()
     manifest = read_manifest("lebel2023")
-    names = dict(zip(src.train_runs[:_TRAIN_STORIES], manifest["train"][:_TRAIN_STORIES]))
-    names[src.test_runs[0]] = manifest["test"][0]
+    stories = _stories(src, manifest)
     deriv = root / "derivative"
     respdict = {}
-    for run, story in names.items():
+    for story, (run, volumes) in stories.items():
+        start, n = volumes.start * src.tr, volumes.stop - volumes.start  # the cut's first second and its volumes
         words = src.words(run)
-        words = words.assign(word=["".join(GENTLE_WORD.findall(str(w))).lower() for w in words["word"]])
+        words = words[(words["onset"] >= start) & (words["offset"] <= start + n * src.tr)]
+        words = words.assign(word=["".join(GENTLE_WORD.findall(str(w))).lower() for w in words["word"]],
+                             onset=words["onset"] - start, offset=words["offset"] - start)
         words = words[words["word"] != ""]  # the grids' words: lower case, no punctuation
-        n = src.n_trs(run)
         respdict[story] = n + 20
         gaps = words.assign(word="sp", onset=words["offset"], offset=words["onset"].shift(-1))  # the grids' silences
         gaps = gaps[gaps["offset"] > gaps["onset"] + 1e-3]
@@ -152,7 +173,7 @@ def write_lebel2023(root: str | Path, source=None, seed: int = 0) -> Path:
         write_textgrid(deriv / "TextGrids" / f"{story}.TextGrid", grid, phones, duration=(n + 15) * src.tr)
         audio, sr = src.audio(run)
         (root / "stimuli").mkdir(parents=True, exist_ok=True)
-        write_wav(root / "stimuli" / f"{story}.wav", audio, sr)
+        write_wav(root / "stimuli" / f"{story}.wav", audio[int(round(start * sr)) : int(round((start + n * src.tr) * sr))], sr)
     (deriv / "respdict.json").write_text(json.dumps(respdict, indent=1))
     rois = src.rois()
     rng = config.rng(seed, "miniature", "lebel2023")
@@ -161,13 +182,12 @@ def write_lebel2023(root: str | Path, source=None, seed: int = 0) -> Path:
         keep = _voxels(len(next(iter(rois.values()))), rois, 150 + 10 * k, rng)
         folder = deriv / "preprocessed_data" / uts
         folder.mkdir(parents=True, exist_ok=True)
-        for run, story in names.items():
-            reps = src.repeats(subject, run)
-            _write_hf5(folder / f"{story}.hf5", reps[:, :, keep] if reps is not None else src.responses(subject, run)[:, keep])
+        for story, (run, volumes) in stories.items():
+            _write_hf5(folder / f"{story}.hf5", _rows(src, subject, run, volumes, keep))
         masks = deriv / "brainalign" / "rois"
         masks.mkdir(parents=True, exist_ok=True)
         np.savez(masks / f"{uts}.npz", **{name: mask[keep] for name, mask in rois.items()})
-    _write_projection(root / FSAVERAGE_FOLDER, src, names, src.subjects[:_SUBJECTS], rng)
+    _write_projection(root / FSAVERAGE_FOLDER, src, stories, src.subjects[:_SUBJECTS], rng)
     return root
 
 
