@@ -370,8 +370,10 @@ def test_datalad_installs_then_gets(home, tmp_path):
 
     urls = []
 
-    def opener(request):  # the study's label file comes over HTTP from its repository, at a fixed commit
+    def opener(request):  # the study's label file and the parser's model come over HTTP, each from a fixed URL
         urls.append(request.full_url)
+        if request.full_url.endswith(".zip"):
+            return FakeResponse(b"PK\x05\x06" + bytes(18))  # an empty zip archive
         return FakeResponse(b"words,sen_len,tree_depth,top_const,tense,subjnum,objnum\nThis,3,5,1,2,1,1\n")
 
     transport = DataLadTransport("https://datasets.datalad.org/labs/hasson/narratives", runner=runner)
@@ -381,12 +383,15 @@ def test_datalad_installs_then_gets(home, tmp_path):
     got = [p for c in commands[1:] for p in c[6:]]
     assert "derivatives/afni-nosmooth/sub-244/func/sub-244_task-21styear_space-fsaverage6_hemi-L_desc-clean.func.gii" in got
     assert {"stimuli/gentle/21styear/align.csv", "stimuli/gentle/21styear/transcript.txt", "stimuli/21styear_audio.wav"} <= set(got)
-    assert len(got) == 9 and sorted(report.fetched) == sorted(got + ["stimuli/oota2023/21styear_probing_labels.csv"])
+    assert len(got) == 9
+    assert sorted(report.fetched) == sorted(got + ["stimuli/oota2023/21styear_probing_labels.csv", "benepar_en3.zip"])
     assert urls == ["https://raw.githubusercontent.com/subbareddy248/lingprop-brain-alignment/56c214b14a45bc88c0da3b2e4596b65ecf495619"
-                    "/stimulus_resources/balanced_21styear_probing_labels.csv"]
+                    "/stimulus_resources/balanced_21styear_probing_labels.csv",
+                    "https://github.com/nikitakit/self-attentive-parser/releases/download/models/benepar_en3.zip"]
+    assert (home / "parsers" / "benepar_en3.zip").is_file()  # beside the datasets, where the parser's loader looks
     n = len(commands)
     fetch.fetch("narratives", subjects=["sub-244"], root=root, transport=transport, http=http, progress=False)
-    assert len(commands) == n and len(urls) == 1  # all there: no datalad call, no download
+    assert len(commands) == n and len(urls) == 2  # all there: no datalad call, no download
 
 
 def test_datalad_missing_or_no_access_fails_at_once(home, tmp_path, monkeypatch):

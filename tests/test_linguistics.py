@@ -24,3 +24,50 @@ def test_the_studys_np_vp_class_from_the_dependency_tree():
                  "He ran and she jumped.", "When it rained, we left."]
     table = annotate_words(" ".join(sentences).split())
     assert table.groupby("sentence")["np_vp"].first().tolist() == [True, False, True, True, False, False]
+
+
+def test_tree_labels_of_hand_parsed_constituency_trees():
+    from nltk import Tree
+
+    from brainalign.linguistics import _tree_labels
+
+    saw = Tree.fromstring("(TOP (S (NP (DT The) (JJ old) (NN man)) (VP (VBD saw) (NP (DT the) (NN whale))) (. .)))")
+    assert _tree_labels(saw) == {"tree_depth": 4, "top_constituents": "NP_VP", "np_vp": True}  # S VP NP DT
+    then = Tree.fromstring("(S (ADVP (RB Then)) (, ,) (NP (PRP he)) (VP (VBD ran) (SBAR (IN as) (S (NP (PRP it)) "
+                           "(VP (VBD rained))))) (. .))")
+    assert _tree_labels(then) == {"tree_depth": 6, "top_constituents": "ADVP_NP_VP", "np_vp": False}  # S VP SBAR S VP VBD
+
+
+def test_the_constituency_parse_gives_tree_depth_and_top_constituents(tmp_path):
+    import shutil
+
+    import pytest
+
+    from brainalign.linguistics import _tree_labels, load_constituency_parser
+    from brainalign.miniature import write_parser
+
+    with pytest.raises(FileNotFoundError, match=r"benepar_en3.*brainalign data fetch narratives"):
+        load_constituency_parser(tmp_path / "parsers" / "benepar_en3")
+    (tmp_path / "parsers").mkdir()
+    (tmp_path / "parsers" / "benepar_en3.zip").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a readable zip"):
+        load_constituency_parser(tmp_path / "parsers" / "benepar_en3")
+    assert not (tmp_path / "parsers" / "benepar_en3").exists()  # nothing half-unpacked
+    # the release archive (here a tiny random model in the release layout): a folder named after the model
+    write_parser(tmp_path / "parsers")
+    shutil.rmtree(tmp_path / "parsers" / "benepar_en3")
+    parser = load_constituency_parser(tmp_path / "parsers" / "benepar_en3")
+    assert (tmp_path / "parsers" / "benepar_en3" / "benepar_model.bin").is_file()
+    text = "The whales were swimming. A sailor sees the ships near the old harbour. He ran."
+    table = annotate_words(text.split(), constituency=parser)
+    by_sentence = table.groupby("sentence").first()
+    trees = list(parser.parse_sents([["The", "whales", "were", "swimming", "."],
+                                     ["A", "sailor", "sees", "the", "ships", "near", "the", "old", "harbour", "."],
+                                     ["He", "ran", "."]]))
+    assert all(t.label() == "TOP" for t in trees)  # benepar's wrapper, not counted in the depth
+    assert by_sentence["tree_depth"].tolist() == [_tree_labels(t)["tree_depth"] for t in trees]
+    assert by_sentence["top_constituents"].tolist() == [_tree_labels(t)["top_constituents"] for t in trees]
+    assert (by_sentence["np_vp"] == (by_sentence["top_constituents"] == "NP_VP")).all()
+    assert table["tree_depth"].dtype.kind == "i" and table["np_vp"].dtype == bool
+    # tense and number still come from spaCy
+    assert by_sentence["tense"].tolist() == annotate_words(text.split()).groupby("sentence")["tense"].first().tolist()

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from brainalign import config, datasets, features, miniature, models, probing
+from brainalign.linguistics import load_constituency_parser
 from brainalign.stimuli import GENTLE_WORD
 
 
@@ -103,6 +104,9 @@ def test_the_narratives_miniature_is_read_by_its_loader(minis):
     assert all(mask.any() for mask in ds.rois().values())
     labels = ds.study_labels("21styear")
     assert list(labels.columns) == list(probing.STUDY_LABEL_CODES) and len(labels) == len(words)
+    # the constituency parser the fetch brings, where its loader looks (the data home's parsers/)
+    parser = load_constituency_parser(minis["narratives"].parent / "parsers" / "benepar_en3")
+    assert parser.parse(["He", "ran", "."]).leaves() == ["He", "ran", "."]
 
 
 def test_prepare_keeps_a_current_miniature_rewrites_a_stale_one_and_names_unknown_datasets(minis, tmp_path, cohort):

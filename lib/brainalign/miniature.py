@@ -30,11 +30,14 @@ responses have realistic shapes:
     onsets that go backwards once) beside the punctuated ``transcript.txt``,
     the audio from the scan's start (``stimuli/21styear_audio.wav``),
     per-hemisphere GIfTI time series on a cut fsaverage6, HCP-MMP1 label
-    files, and the study's per-word label file in its codes.
+    files, and the study's per-word label file in its codes. Beside it, as the
+    Narratives fetch brings it, a tiny random constituency parser in the
+    release layout of ``benepar_en3`` (``parsers/``; :func:`write_parser`).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -44,10 +47,11 @@ import pandas as pd
 
 from . import config
 from .datasets.lebel2023 import FSAVERAGE_FOLDER, FSAVERAGE_ROIS
+from .linguistics import CONSTITUENCY_MODEL
 from .manifests import read_manifest
 from .spaces import ROI_GROUPS
 
-__all__ = ["MINIATURES", "VERSION", "miniature_home", "write_lebel2023", "write_narratives", "prepare"]
+__all__ = ["MINIATURES", "VERSION", "miniature_home", "write_lebel2023", "write_narratives", "write_parser", "prepare"]
 
 #: bump when a miniature's content changes (a stale one is rewritten)
 VERSION = 2
@@ -305,6 +309,39 @@ def write_narratives(root: str | Path, source=None, seed: int = 0, n_subjects: i
     return root
 
 
+def write_parser(folder: str | Path) -> Path:
+    """A tiny constituency parser in the release layout of :data:`brainalign.linguistics.CONSTITUENCY_MODEL`, at ``folder``.
+
+    The Berkeley Neural Parser's classes with random weights (a character LSTM
+    and one attention layer, a fixed seed) and the English treebank's labels:
+    ``<folder>/benepar_en3/`` (``config.json``, ``benepar_model.bin``) and the
+    zip archive it is fetched as beside it. Its trees are valid and meaningless.
+    """
+    import zipfile
+
+    import torch
+    from benepar import nkutil, parse_chart
+
+    hparams = dict(d_model=32, use_chars_lstm=True, use_pretrained=False, pretrained_model="", d_char_emb=8,
+                   char_lstm_input_dropout=0.0, use_encoder=True, morpho_emb_dropout=0.0, encoder_max_len=512, num_heads=2,
+                   d_kv=8, d_ff=32, relu_dropout=0.0, residual_dropout=0.0, attention_dropout=0.0, num_layers=1,
+                   d_label_hidden=16, predict_tags=True, d_tag_hidden=16, tag_loss_scale=1.0, force_root_constituent=True)
+    labels = ["", "S", "NP", "VP", "PP", "SBAR", "ADVP", "ADJP", "WHNP", "WHADJP", "SINV", "SQ", "FRAG", "S::VP", "NP::NP"]
+    tags = ["DT", "NN", "NNS", "NNP", "VBD", "VBZ", "VBP", "VB", "IN", "PRP", "JJ", "RB", "CC", ".", ","]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        parser = parse_chart.ChartParser({t: i for i, t in enumerate(tags)}, {x: i for i, x in enumerate(labels)},
+                                         {chr(c): c for c in range(256)}, nkutil.HParams(**hparams))
+    model = Path(folder) / CONSTITUENCY_MODEL
+    model.mkdir(parents=True)
+    (model / "config.json").write_text(json.dumps({"model_type": "bert", "benepar": {**parser.config, "hparams": hparams}}))
+    torch.save(parser.state_dict(), model / "benepar_model.bin")
+    with zipfile.ZipFile(model.with_name(model.name + ".zip"), "w") as z:
+        for f in sorted(model.iterdir()):
+            z.write(f, f"{model.name}/{f.name}")
+    return model
+
+
 _WRITERS = {"lebel2023": write_lebel2023, "narratives": write_narratives}
 
 
@@ -341,4 +378,14 @@ def prepare(names, home: str | Path | None = None) -> dict[str, Path]:
             shutil.rmtree(folder, ignore_errors=True)
             tmp.rename(folder)
         out[name] = folder
+    parsers = home / "parsers"
+    if "narratives" in out and importlib.util.find_spec("benepar") and not (parsers / f"{CONSTITUENCY_MODEL}.zip").is_file():
+        tmp = home / ".parsers.writing"  # the Narratives fetch brings the constituency parser too
+        shutil.rmtree(tmp, ignore_errors=True)
+        write_parser(tmp)
+        parsers.mkdir(exist_ok=True)
+        shutil.rmtree(parsers / CONSTITUENCY_MODEL, ignore_errors=True)
+        (tmp / CONSTITUENCY_MODEL).rename(parsers / CONSTITUENCY_MODEL)
+        (tmp / f"{CONSTITUENCY_MODEL}.zip").rename(parsers / f"{CONSTITUENCY_MODEL}.zip")
+        shutil.rmtree(tmp)
     return out

@@ -87,13 +87,16 @@ def check_properties(properties: Sequence[str] | None) -> list[str]:
     return properties
 
 
-def annotate_runs(words: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+def annotate_runs(words: Mapping[str, Sequence[str]], constituency=None) -> pd.DataFrame:
     """Parse every run's text (sentences never cross runs) into one table.
 
     Parameters
     ----------
     words : mapping run -> sequence of str
         Each run's words, in order.
+    constituency : benepar.Parser, optional
+        A constituency parser for tree depth and top constituents
+        (:func:`brainalign.linguistics.annotate_words`); None: the dependency parse.
 
     Returns
     -------
@@ -102,7 +105,7 @@ def annotate_runs(words: Mapping[str, Sequence[str]]) -> pd.DataFrame:
     """
     tables, offset = [], 0
     for run, run_words in words.items():
-        t = annotate_words(list(run_words))
+        t = annotate_words(list(run_words), constituency)
         t.insert(0, "run", run)
         t["sentence"] += offset
         offset = int(t["sentence"].max()) + 1
