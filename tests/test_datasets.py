@@ -356,6 +356,17 @@ def test_bad_input_is_named(ds003020, tmp_path):
         ds.responses("UTS01", "souls")
     with pytest.raises(FileNotFoundError, match="respdict.json"):
         DS003020(tmp_path / "empty")
+    ds = DS003020(ds003020)
+    folder = ds003020 / "derivative" / "preprocessed_data" / "UTS02"
+    first, other = sorted(folder.glob("*.hf5"))[:2]
+    n = ds.responses("UTS02", first.stem).shape[1]
+    with h5py.File(other, "r+") as f:
+        key = "data" if "data" in f else "resp"
+        data = f[key][...]
+        del f[key]
+        f.create_dataset(key, data=data[..., : n - 1])  # one voxel fewer than the subject's other runs
+    with pytest.raises(ValueError, match=rf"{other.name} has {n - 1} voxels, but .*{first.name} of the same subject has {n}"):
+        ds.responses("UTS02", other.stem)
 
 
 def test_real_respdict_entries_set_the_trimming(lebel_real):

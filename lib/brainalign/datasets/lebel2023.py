@@ -105,6 +105,7 @@ class DS003020(Dataset):
         self.respdict: dict[str, int] = json.loads(respdict.read_text())
         self.tr = float(tr)
         self._fs_areas: np.ndarray | None = None
+        self._voxels: dict[str, tuple[int, Path]] = {}  # subject -> (voxel count, the first file read with it)
         self.projected = space == "fsaverage"
         if self.projected:
             self.space, self.shared_space = "fsaverage: the auditory and language vertices (Study 4's projection)", True
@@ -194,11 +195,16 @@ class DS003020(Dataset):
                     raise ValueError(f"{path} has neither a 'data' nor a 'resp' dataset (has {list(f)})")
                 data = f[key][...]
         except OSError as err:
-            raise ValueError(f"{path} is not a readable HDF5 file ({err})") from err
+            raise ValueError(f"{path} is not a readable HDF5 file ({err}): delete it and fetch it again") from err
         if self.projected and data.shape[-1] != len(self.projected_areas()):
             raise ValueError(f"{path} has {data.shape[-1]} columns, but the HCP-MMP1 annotations beside it label "
                              f"{len(self.projected_areas())} fsaverage vertices with an area of {', '.join(FSAVERAGE_ROIS)}: "
                              "the projection kept other vertices, or the annotations are not fsaverage's")
+        seen, first = self._voxels.setdefault(subject, (data.shape[-1], path))
+        if data.shape[-1] != seen:
+            raise ValueError(f"{path} has {data.shape[-1]} voxels, but {first} of the same subject has {seen}: every run of a "
+                             "subject must hold the same voxels (is one file another subject's, or from another mask?); "
+                             "delete the wrong one and fetch it again")
         n = self.n_trs(run)
         if data.ndim == 2 and data.shape[0] != n:
             if data.shape[0] % n:

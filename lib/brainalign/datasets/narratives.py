@@ -219,7 +219,7 @@ class Narratives(Dataset):
             try:
                 arrays = nib.load(str(path)).darrays
             except Exception as err:  # nibabel raises several kinds on a bad file
-                raise ValueError(f"{path} is not a readable GIfTI file ({err})") from err
+                raise ValueError(f"{path} is not a readable GIfTI file ({err}): delete it and fetch it again") from err
             if len(arrays) < onset + duration:
                 raise ValueError(f"{path} has {len(arrays)} volumes (one data array per TR), but story {run!r} "
                                  f"spans volumes {onset}..{onset + duration} (code/event_meta.json)")
