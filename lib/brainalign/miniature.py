@@ -312,29 +312,48 @@ def write_narratives(root: str | Path, source=None, seed: int = 0, n_subjects: i
 def write_parser(folder: str | Path) -> Path:
     """A tiny constituency parser in the release layout of :data:`brainalign.linguistics.CONSTITUENCY_MODEL`, at ``folder``.
 
-    The Berkeley Neural Parser's classes with random weights (a character LSTM
-    and one attention layer, a fixed seed) and the English treebank's labels:
-    ``<folder>/benepar_en3/`` (``config.json``, ``benepar_model.bin``) and the
-    zip archive it is fetched as beside it. Its trees are valid and meaningless.
+    The Berkeley Neural Parser's classes around a T5 model, as ``benepar_en3``
+    (which reads T5-small), with random weights (a fixed seed), a T5 tokenizer
+    whose sentencepiece vocabulary is learnt from the packaged Moby-Dick
+    chapters, and the English treebank's labels: ``<folder>/benepar_en3/``
+    (``config.json``: T5's and, under ``benepar``, the parser's; the tokenizer's
+    files; ``benepar_model.bin``) and the zip archive it is fetched as beside it.
+    Its trees are valid and meaningless.
     """
+    import tempfile
     import zipfile
 
+    import sentencepiece
     import torch
     from benepar import nkutil, parse_chart
+    from transformers import T5Config, T5Tokenizer
 
-    hparams = dict(d_model=32, use_chars_lstm=True, use_pretrained=False, pretrained_model="", d_char_emb=8,
+    from .linguistics import benepar_compatible
+    from .models.tiny import corpus_words
+
+    model = Path(folder) / CONSTITUENCY_MODEL
+    model.mkdir(parents=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "corpus.txt").write_text(" ".join(corpus_words()).replace(". ", ".\n"))
+        sentencepiece.SentencePieceTrainer.train(input=str(Path(tmp) / "corpus.txt"), model_prefix=str(Path(tmp) / "spm"),
+                                                 vocab_size=400, model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1,
+                                                 minloglevel=2)
+        tokenizer = T5Tokenizer(vocab_file=str(Path(tmp) / "spm.model"), extra_ids=0)
+    tokenizer.save_pretrained(model)
+    T5Config(d_model=32, d_ff=64, num_layers=1, num_decoder_layers=1, num_heads=2, d_kv=16, vocab_size=len(tokenizer),
+             decoder_start_token_id=0).save_pretrained(model)
+    hparams = dict(d_model=32, use_chars_lstm=False, use_pretrained=True, pretrained_model="t5-small", d_char_emb=8,
                    char_lstm_input_dropout=0.0, use_encoder=True, morpho_emb_dropout=0.0, encoder_max_len=512, num_heads=2,
                    d_kv=8, d_ff=32, relu_dropout=0.0, residual_dropout=0.0, attention_dropout=0.0, num_layers=1,
                    d_label_hidden=16, predict_tags=True, d_tag_hidden=16, tag_loss_scale=1.0, force_root_constituent=True)
     labels = ["", "S", "NP", "VP", "PP", "SBAR", "ADVP", "ADJP", "WHNP", "WHADJP", "SINV", "SQ", "FRAG", "S::VP", "NP::NP"]
     tags = ["DT", "NN", "NNS", "NNP", "VBD", "VBZ", "VBP", "VB", "IN", "PRP", "JJ", "RB", "CC", ".", ","]
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), benepar_compatible():
         torch.manual_seed(0)
-        parser = parse_chart.ChartParser({t: i for i, t in enumerate(tags)}, {x: i for i, x in enumerate(labels)},
-                                         {chr(c): c for c in range(256)}, nkutil.HParams(**hparams))
-    model = Path(folder) / CONSTITUENCY_MODEL
-    model.mkdir(parents=True)
-    (model / "config.json").write_text(json.dumps({"model_type": "bert", "benepar": {**parser.config, "hparams": hparams}}))
+        parser = parse_chart.ChartParser({t: i for i, t in enumerate(tags)}, {x: i for i, x in enumerate(labels)}, {},
+                                         nkutil.HParams(**hparams), pretrained_model_path=str(model))
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "benepar": {**parser.config, "hparams": hparams}}))
     torch.save(parser.state_dict(), model / "benepar_model.bin")
     with zipfile.ZipFile(model.with_name(model.name + ".zip"), "w") as z:
         for f in sorted(model.iterdir()):

@@ -29,7 +29,7 @@ import torch
 
 from .registry import ModelSpec
 
-__all__ = ["SPECIAL_TOKENS", "TINY_DIM", "TINY_FAMILIES", "build_tokenizer", "tiny_model"]
+__all__ = ["SPECIAL_TOKENS", "TINY_DIM", "TINY_FAMILIES", "build_tokenizer", "corpus_words", "tiny_model"]
 
 #: width of every tiny model's hidden states
 TINY_DIM = 32
@@ -98,7 +98,7 @@ def build_tokenizer(words: Sequence[str], kind: str = "encoder", vocab_words: in
         mask_token="[MASK]", model_max_length=int(max_length))
 
 
-def _corpus_words() -> list[str]:
+def corpus_words() -> list[str]:
     """The words of the packaged Moby-Dick chapters (the simulated cohort's and the miniatures' stories)."""
     folder = Path(__file__).resolve().parent.parent / "resources" / "stimuli" / "mobydick"
     return [w for path in sorted(folder.glob("*.txt")) for w in path.read_text(encoding="utf-8").split()]
@@ -170,7 +170,7 @@ def tiny_model(spec: ModelSpec, seed: int = 0) -> tuple[ModelSpec, Any, torch.nn
         else:
             from transformers import AutoModel, AutoModelForCausalLM
 
-            processor = build_tokenizer(_corpus_words(), spec.kind, vocab_words=2000, max_length=_TEXT_POSITIONS[spec.kind])
+            processor = build_tokenizer(corpus_words(), spec.kind, vocab_words=2000, max_length=_TEXT_POSITIONS[spec.kind])
             config = _text_config(model_type, spec, len(processor))
             config.pad_token_id, config.bos_token_id, config.eos_token_id = processor.pad_token_id, None, None
             model = (AutoModel if spec.kind == "encoder" else AutoModelForCausalLM).from_config(config)
