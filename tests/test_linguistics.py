@@ -42,7 +42,6 @@ def test_the_constituency_parse_gives_tree_depth_and_top_constituents(tmp_path):
     import shutil
 
     import pytest
-
     from transformers.tokenization_utils_base import PreTrainedTokenizerBase
 
     from brainalign.linguistics import _tree_labels, load_constituency_parser
