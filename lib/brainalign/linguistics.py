@@ -122,6 +122,7 @@ def load_constituency_parser(path: str | Path | None = None):
             with zipfile.ZipFile(archive) as z:
                 z.extractall(tmp)
         except zipfile.BadZipFile as err:
+            shutil.rmtree(tmp, ignore_errors=True)
             raise ValueError(f"{archive} is not a readable zip archive ({err}); delete it and fetch it again") from err
         found = [m.parent for m in tmp.rglob("benepar_model.bin")]
         if len(found) != 1:

@@ -54,7 +54,7 @@ from .spaces import ROI_GROUPS
 __all__ = ["MINIATURES", "VERSION", "miniature_home", "write_lebel2023", "write_narratives", "write_parser", "prepare"]
 
 #: bump when a miniature's content changes (a stale one is rewritten)
-VERSION = 2
+VERSION = 3
 #: the real datasets a miniature can stand in for
 MINIATURES = ("lebel2023", "narratives")
 _FOLDERS = {"lebel2023": "ds003020", "narratives": "narratives"}  # where each loader looks in the data home
@@ -384,7 +384,7 @@ def prepare(names, home: str | Path | None = None) -> dict[str, Path]:
     unknown = [n for n in names if n not in MINIATURES]
     if unknown:
         raise ValueError(f"no miniature of dataset(s) {unknown}; miniatures exist of {list(MINIATURES)}")
-    out, source = {}, None
+    out, source, written = {}, None, set()
     for name in dict.fromkeys(names):
         folder = home / _FOLDERS[name]
         stamp = folder / ".brainalign-miniature"
@@ -396,15 +396,17 @@ def prepare(names, home: str | Path | None = None) -> dict[str, Path]:
             (tmp / ".brainalign-miniature").write_text(str(VERSION))
             shutil.rmtree(folder, ignore_errors=True)
             tmp.rename(folder)
+            written.add(name)
         out[name] = folder
     parsers = home / "parsers"
-    if "narratives" in out and importlib.util.find_spec("benepar") and not (parsers / f"{CONSTITUENCY_MODEL}.zip").is_file():
-        tmp = home / ".parsers.writing"  # the Narratives fetch brings the constituency parser too
+    stale = "narratives" in written or not (parsers / f"{CONSTITUENCY_MODEL}.zip").is_file()
+    if "narratives" in out and stale and importlib.util.find_spec("benepar"):
+        tmp = home / ".parsers.writing"  # the Narratives fetch brings the constituency parser too, with a miniature
         shutil.rmtree(tmp, ignore_errors=True)
         write_parser(tmp)
         parsers.mkdir(exist_ok=True)
         shutil.rmtree(parsers / CONSTITUENCY_MODEL, ignore_errors=True)
+        (tmp / f"{CONSTITUENCY_MODEL}.zip").replace(parsers / f"{CONSTITUENCY_MODEL}.zip")
         (tmp / CONSTITUENCY_MODEL).rename(parsers / CONSTITUENCY_MODEL)
-        (tmp / f"{CONSTITUENCY_MODEL}.zip").rename(parsers / f"{CONSTITUENCY_MODEL}.zip")
         shutil.rmtree(tmp)
     return out
