@@ -31,11 +31,16 @@ def test_tree_labels_of_hand_parsed_constituency_trees():
 
     from brainalign.linguistics import _tree_labels
 
-    saw = Tree.fromstring("(TOP (S (NP (DT The) (JJ old) (NN man)) (VP (VBD saw) (NP (DT the) (NN whale))) (. .)))")
-    assert _tree_labels(saw) == {"tree_depth": 4, "top_constituents": "NP_VP", "np_vp": True}  # S VP NP DT
+    # sentences of the study's story, with the depth its own per-sentence file gives them (21styear_treedepth.txt)
+    shrugs = Tree.fromstring("(TOP (S (NP (PRP He)) (VP (VBZ shrugs)) (. .)))")
+    assert _tree_labels(shrugs) == {"tree_depth": 4, "top_constituents": "NP_VP", "np_vp": True}  # S VP VBZ word
+    la = Tree.fromstring("(S (NP (DT This)) (VP (VBZ is) (NP (NNP Los) (NNP Angeles))) (. .))")
+    assert _tree_labels(la) == {"tree_depth": 5, "top_constituents": "NP_VP", "np_vp": True}
+    chili = Tree.fromstring("(TOP (NP (JJ Crusted) (NN chili) (. .)))")
+    assert _tree_labels(chili) == {"tree_depth": 3, "top_constituents": "JJ_NN", "np_vp": False}
     then = Tree.fromstring("(S (ADVP (RB Then)) (, ,) (NP (PRP he)) (VP (VBD ran) (SBAR (IN as) (S (NP (PRP it)) "
                            "(VP (VBD rained))))) (. .))")
-    assert _tree_labels(then) == {"tree_depth": 6, "top_constituents": "ADVP_NP_VP", "np_vp": False}  # S VP SBAR S VP VBD
+    assert _tree_labels(then) == {"tree_depth": 7, "top_constituents": "ADVP_NP_VP", "np_vp": False}  # S VP SBAR S VP VBD word
 
 
 def test_the_constituency_parse_gives_tree_depth_and_top_constituents(tmp_path):

@@ -10,10 +10,12 @@ With a constituency parser (``constituency=``, the Berkeley Neural Parser's
 ``benepar_en3`` model, Kitaev & Klein 2018, which ``brainalign data fetch
 narratives`` downloads into the data home: :func:`load_constituency_parser`)
 they come from its tree of each sentence: the depth is the number of
-constituents on the longest path from the sentence's node down to a word's
-part-of-speech tag, both counted (``(S (NP (NN dog)) (VP (VBZ barks)))`` has
-depth 3), and the top constituents are the labels of the sentence node's
-children, punctuation left out. Without one they come from the dependency
+levels from the sentence's node down to the words, both counted (a wrapping
+``TOP`` node is not; ``nltk.Tree.height``): ``(S (NP (PRP He)) (VP (VBZ
+shrugs)) (. .))`` has depth 4, the depth the study's own per-sentence file
+(``21styear_treedepth.txt`` in its repository) gives "He shrugs.", as it gives
+"This is Los Angeles." 5; and the top constituents are the labels of the
+sentence node's children, punctuation left out. Without one they come from the dependency
 tree (depth of the deepest token, the root at depth 1; the ordered phrase
 labels of the root's dependents), which ranks sentences similarly (rank
 correlation about 0.7) but is a different measure. The study's two-class top
@@ -175,7 +177,7 @@ def _tree_labels(tree) -> dict:
     while len(tree) == 1 and not isinstance(tree[0], str) and tree.label() in ("TOP", "ROOT", ""):
         tree = tree[0]  # a wrapper above the sentence node
     top = [child.label() for child in tree if not isinstance(child, str) and child.label() not in _PUNCTUATION]
-    return {"tree_depth": tree.height() - 1, "top_constituents": "_".join(top), "np_vp": top == ["NP", "VP"]}
+    return {"tree_depth": tree.height(), "top_constituents": "_".join(top), "np_vp": top == ["NP", "VP"]}
 
 
 def _depth(token) -> int:
