@@ -159,12 +159,16 @@ def test_the_studys_classes_are_its_fixed_bins():
     ann = pd.DataFrame({"sentence_length": [1, 4, 5, 8, 9, 30], "tree_depth": [2, 5, 6, 7, 7, 12],
                         "top_constituents": ["NP_VP", "NP_VP_NP", "ADVP_NP_VP", "VP", "NP_VP", "NP_VP"],
                         "np_vp": [True, True, False, False, True, True],
-                        "tense": ["PAST", "PRES"] * 3, "subject_number": ["NN"] * 6, "object_number": ["NNS"] * 6})
+                        "tense": ["PAST", "PRES"] * 3, "subject_number": ["NN"] * 6,
+                        "object_number": ["NNS", "NONE", "NN", "NNS", "NONE", "NN"]})
     study = probing.property_labels(ann, classes="study")
     assert list(study["sentence_length"]) == ["1-4", "1-4", "5-8", "5-8", "9+", "9+"]
     assert list(study["tree_depth"]) == ["1-5", "1-5", "6", "7+", "7+", "7+"]
     assert list(study["top_constituents"]) == ["NP_VP", "NP_VP", "OTHER", "OTHER", "NP_VP", "NP_VP"]
     assert list(study["tense"]) == list(ann["tense"])
+    # the study's two number classes: a sentence without an object ("He shrugs.") is in the singular's
+    assert list(study["object_number"]) == ["NNS", "NN", "NN", "NNS", "NN", "NN"]
+    assert list(probing.property_labels(ann)["object_number"]) == list(ann["object_number"])
     # the default fits its classes to the words: three about equal bins, the most frequent patterns
     fitted = probing.property_labels(ann)
     assert list(fitted["sentence_length"]) == ["1-4", "1-4", "5-8", "5-8", "9-30", "9-30"]

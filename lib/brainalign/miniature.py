@@ -220,7 +220,7 @@ def _study_label_file(path: Path, align: Path) -> None:
     table = {"words": list(words["word"])}
     for prop, (column, codes) in STUDY_LABEL_CODES.items():
         code_of = {cls: code for code, cls in codes.items()}
-        table[column] = [code_of.get(cls, next(iter(codes))) for cls in labels[prop]]  # a class it lacks (NONE): its first
+        table[column] = [code_of[cls] for cls in labels[prop]]
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(table).to_csv(path, index=False)
 

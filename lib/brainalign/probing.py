@@ -13,9 +13,13 @@ constituents keeps its ``n_top_constituents`` most frequent patterns and
 pools the rest as ``OTHER`` (the SentEval scheme, at the size of a story).
 The study's bins suit its story; on other texts they can be very unequal (the
 simulated cohort's long literary sentences would put 96% of its words in
-"9+"), and the depth here is a dependency depth, not the study's
-constituency depth. Tense,
-subject number and object number keep their categories in both. Labels are
+"9+"), and a dependency depth is not the study's constituency depth. Tense
+keeps its categories in both. Subject and object number keep theirs (``NN``,
+``NNS``, ``NONE`` for a sentence without one) in ``"quantiles"``; the study
+has two classes, and puts a sentence without a subject or an object in the
+singular's (its file gives "He shrugs." object number 1 and "Guilty of
+something." subject number 1, as "You didn't get half the things on my list"
+object number 2), so ``"study"`` counts ``NONE`` as ``NN``. Labels are
 sentence-level and broadcast to every word of the sentence.
 
 The study released its own labels of its story (``21styear``):
@@ -160,6 +164,8 @@ def property_labels(
         elif prop == "top_constituents":
             keep = values.value_counts().index[:n_top_constituents]
             out[prop] = values.where(values.isin(keep), "OTHER").to_list()
+        elif prop in ("subject_number", "object_number") and classes == "study":
+            out[prop] = values.astype(str).replace("NONE", "NN").to_list()  # the study's singular class holds "none"
         else:
             out[prop] = values.astype(str).to_list()
     return pd.DataFrame(out, index=annotations.index)
