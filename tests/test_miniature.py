@@ -104,7 +104,8 @@ def test_the_narratives_miniature_is_read_by_its_loader(minis):
     assert all(mask.any() for mask in ds.rois().values())
     labels = ds.study_labels("21styear")
     assert list(labels.columns) == list(probing.STUDY_LABEL_CODES) and len(labels) == len(words)
-    # the constituency parser the fetch brings, where its loader looks (the data home's parsers/)
+    # the constituency parser's zip, as the fetch brings it, where its loader looks (the data home's parsers/)
+    assert [f.name for f in (minis["narratives"].parent / "parsers").iterdir()] == ["benepar_en3.zip"]
     parser = load_constituency_parser(minis["narratives"].parent / "parsers" / "benepar_en3")
     assert parser.parse(["He", "ran", "."]).leaves() == ["He", "ran", "."]
 

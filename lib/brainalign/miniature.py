@@ -31,8 +31,9 @@ responses have realistic shapes:
     the audio from the scan's start (``stimuli/21styear_audio.wav``),
     per-hemisphere GIfTI time series on a cut fsaverage6, HCP-MMP1 label
     files, and the study's per-word label file in its codes. Beside it, as the
-    Narratives fetch brings it, a tiny random constituency parser in the
-    release layout of ``benepar_en3`` (``parsers/``; :func:`write_parser`).
+    Narratives fetch brings it, the zip archive of a tiny random constituency
+    parser in the release layout of ``benepar_en3`` (``parsers/``;
+    :func:`write_parser`), unpacked on first use as the real one is.
 """
 
 from __future__ import annotations
@@ -401,12 +402,12 @@ def prepare(names, home: str | Path | None = None) -> dict[str, Path]:
     parsers = home / "parsers"
     stale = "narratives" in written or not (parsers / f"{CONSTITUENCY_MODEL}.zip").is_file()
     if "narratives" in out and stale and importlib.util.find_spec("benepar"):
-        tmp = home / ".parsers.writing"  # the Narratives fetch brings the constituency parser too, with a miniature
+        # the Narratives fetch brings the constituency parser's zip too, as this one does; the run unpacks it, as a real one
+        tmp = home / ".parsers.writing"
         shutil.rmtree(tmp, ignore_errors=True)
         write_parser(tmp)
         parsers.mkdir(exist_ok=True)
-        shutil.rmtree(parsers / CONSTITUENCY_MODEL, ignore_errors=True)
+        shutil.rmtree(parsers / CONSTITUENCY_MODEL, ignore_errors=True)  # an older parser unpacked from an older zip
         (tmp / f"{CONSTITUENCY_MODEL}.zip").replace(parsers / f"{CONSTITUENCY_MODEL}.zip")
-        (tmp / CONSTITUENCY_MODEL).rename(parsers / CONSTITUENCY_MODEL)
         shutil.rmtree(tmp)
     return out
