@@ -19,12 +19,6 @@ KNOWN_FAILING = {
         # for the noise-only and shuffled-response encoders, and the alignment loss's attributions, scaled by a mostly
         # noise residual, lose the rest (0.234 against 0.226 and 0.236 on the default set)
         "alignment_attribution_finds_planted_words",
-        # the next-word loss's gradients agree with finite differences, but the straight path from the mean embedding
-        # leaves the model's inputs: its massive activations switch on and off at many positions along it, and on a
-        # default-set window the loss steps by up to 1.9 nats between path points 0.001 apart (total variation 47 nats
-        # for an end-to-end difference of 1.9), so no practical number of points integrates it: 20 to 320 points leave
-        # relative completeness gaps of 0.6 to 9. The alignment loss is complete with 20 points
-        "integrated_gradients_complete",
     },
 }
 #: the declared items (brainalign/resources/claims.yml) each smoke set cannot evaluate (too small, or no data for it);

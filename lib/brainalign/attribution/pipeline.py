@@ -375,6 +375,7 @@ class BrainAttribution:
         batch_size: int = 8,
         n_steps: int = 20,
         baseline: str = "zero",
+        hold_first: bool = True,
         progress: bool = False,
     ) -> WordAttributions:
         """Word attributions of each TR's losses, in batches of windows.
@@ -397,6 +398,16 @@ class BrainAttribution:
             the mean input embedding of the vocabulary at every position. Models that normalise
             their inputs (RMSNorm, LayerNorm) are scale-invariant away from zero and change
             abruptly near it, so the zero baseline can need many more steps to converge.
+        hold_first : bool, default=True
+            Integrated Gradients only: the sequence's first token (the model's attention sink: the
+            tokenizer's begin token where it adds one, else the first token of the window's first
+            word) keeps its embedding along the path, so it gets no attribution. A causal language
+            model puts massive activations on its first token, which every later position attends
+            to as a sink (Xiao et al. 2024; Sun et al. 2024); on the straight path from a baseline
+            where every position holds the same embedding, each position acts as a first token and
+            the massive activations switch on and off at many points, so the loss changes too
+            abruptly for the path integral to converge. With the sink held, it does (see
+            :meth:`path_losses`). False: every token moves, as in the study.
         progress : bool
             Show a progress bar.
 
@@ -406,7 +417,7 @@ class BrainAttribution:
         """
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; valid: {list(METHODS)}")
-        start_point = self._baseline(baseline)
+        self._baseline(baseline)  # validates it
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} must be a positive integer")
         trs = self._check_trs(trs)
@@ -437,7 +448,8 @@ class BrainAttribution:
                     return self._outputs(inputs, batch, index, [key])[key]
 
                 attr, d = integrated_gradients(func, x, n_steps=n_steps, additional_forward_args=(idx,),
-                                               internal_batch_size=batch_size, baselines=start_point)
+                                               internal_batch_size=batch_size,
+                                               baselines=self._path_start(x, baseline, hold_first))
                 token_scores = attr.sum(-1)
                 scores[key][rows] = self._to_words(token_scores, batch, idx)
                 delta[key][rows] = d.cpu().double().numpy()
@@ -455,6 +467,7 @@ class BrainAttribution:
         tolerance: float = 0.05,
         batch_size: int = 8,
         baseline: str = "zero",
+        hold_first: bool = True,
     ) -> tuple[WordAttributions, dict[int, float]]:
         """Integrated Gradients of one target, its path points doubled until the attributions are complete.
 
@@ -477,7 +490,7 @@ class BrainAttribution:
             The most points tried, as a multiple of ``n_steps`` (a power of two reaches it exactly).
         tolerance : float, default=0.05
             The median relative completeness gap at which the doubling stops.
-        batch_size, baseline
+        batch_size, baseline, hold_first
             See :meth:`attribute`.
 
         Returns
@@ -495,7 +508,7 @@ class BrainAttribution:
         steps, history = int(n_steps), {}
         while True:
             out = self.attribute(trs, keys=[key], method="integrated_gradients", batch_size=batch_size,
-                                 n_steps=steps, baseline=baseline)
+                                 n_steps=steps, baseline=baseline, hold_first=hold_first)
             history[steps] = float(np.median(np.abs(out.delta[key]) / np.abs(out.gap[key])))
             if history[steps] < tolerance or steps >= max_factor * int(n_steps):
                 return out, history
@@ -508,8 +521,16 @@ class BrainAttribution:
             return None
         return self.lm.model.get_input_embeddings().weight.detach().float().mean(0)[None, None, :]
 
+    def _path_start(self, x: torch.Tensor, baseline: str, hold_first: bool) -> torch.Tensor:
+        """The start of the path to input embeddings ``x`` (batch, tokens, dim); see :meth:`attribute`."""
+        start = self._baseline(baseline)
+        start = torch.zeros_like(x) if start is None else start.to(x.device, x.dtype).expand_as(x).clone()
+        if hold_first:
+            start[:, 0] = x[:, 0]
+        return start
+
     def path_losses(self, tr: int, alphas: Sequence[float], baseline: str = "zero",
-                    keys: Sequence[tuple] | None = None) -> dict:
+                    keys: Sequence[tuple] | None = None, hold_first: bool = True) -> dict:
         """The losses along the straight path from a baseline to the input embeddings of one TR's window.
 
         The path Integrated Gradients integrates over: ``loss(b + alpha * (x - b))``. A loss that
@@ -525,6 +546,8 @@ class BrainAttribution:
             See :meth:`attribute`.
         keys : sequence of tuple, optional
             Targets (see :meth:`keys`); all by default.
+        hold_first : bool, default=True
+            See :meth:`attribute`.
 
         Returns
         -------
@@ -535,8 +558,7 @@ class BrainAttribution:
         keys = list(dict.fromkeys(self._canonical(k) for k in requested))
         batch = self._batch(trs)
         x = input_embeddings(self.lm, batch.ids)
-        start = self._baseline(baseline)
-        start = torch.zeros_like(x) if start is None else start.expand_as(x)
+        start = self._path_start(x, baseline, hold_first)
         out: dict = {k: [] for k in keys}
         with torch.no_grad():
             for a in alphas:
