@@ -61,6 +61,7 @@ from .story import (
     EV_MEDIAN,
     N_LEXICAL,
     ROI_SOURCES,
+    SELECTIVE_FRACTION,
     SOURCES,
     STORIES,
     cohort_root,
@@ -68,6 +69,7 @@ from .story import (
     generate,
     manifest,
     planted_syntax,
+    selective_drive,
 )
 
 __all__ = [
@@ -84,6 +86,8 @@ __all__ = [
     "ROI_SOURCES",
     "EV_MEDIAN",
     "SOURCES",
+    "SELECTIVE_FRACTION",
+    "selective_drive",
     "N_LEXICAL",
     "CLAUSE_OPENERS",
     # the movie cohort

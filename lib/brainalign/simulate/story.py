@@ -11,7 +11,7 @@ region responds to known sources through a haemodynamic response:
 ROI             sources (share of the ROI's signal variance)
 ==============  ==============================================================
 auditory        acoustic envelope, word rate, lexical
-LTC             lexical, contextual semantics, word rate
+LTC             lexical, contextual semantics, word rate, word-selective
 AG              contextual semantics, sentence length
 IFG             clause depth, sentence length, contextual semantics
 MFG (55b)       sentence length, clause depth, contextual semantics
@@ -20,7 +20,11 @@ visual, motor   nothing (controls: noise only)
 ==============  ==============================================================
 
 The contextual semantics come from a generator model that no study evaluates
-(Gemma-3-270m, middle layer, whole-story context). The syntactic sources are
+(Gemma-3-270m, middle layer, whole-story context). The word-selective source
+(:func:`selective_drive`) responds to about one word in ten, those whose
+contextual semantics lie far along one direction, and to the others not at
+all, as populations selective for a kind of word respond; it gives LTC words
+that drive it far more than their neighbours do. The syntactic sources are
 the generator's own (:func:`planted_syntax`: clause depth counted from
 subordinators and punctuation, sentence length from the punctuation), not the
 parse and classes that Study 1 probes and removes. Noise is autocorrelated,
@@ -76,20 +80,21 @@ from . import common
 from .common import GENERATOR, N_SEMANTIC, SAMPLE_AT, TR
 
 __all__ = ["generate", "cohort_root", "fingerprint", "manifest", "planted_syntax", "COHORT_VERSION", "STORIES",
-           "ROI_SOURCES", "EV_MEDIAN", "SOURCES", "N_LEXICAL", "CLAUSE_OPENERS"]
+           "ROI_SOURCES", "EV_MEDIAN", "SOURCES", "N_LEXICAL", "CLAUSE_OPENERS", "SELECTIVE_FRACTION", "selective_drive"]
 
 log = logging.getLogger(__name__)
 
 #: bump when the generator's output changes (2: sources sampled at the volumes' centres, ``Simulated.sample_at``;
 #: 3: twelve participants with individual weights, ROI extents, HRFs and SNR; syntax planted by the generator's own route;
-#: 4: the same responses, and each word's planted drive of every ROI in the ground truth, ``word_drive/<run>``)
-COHORT_VERSION = 4
+#: 4: the same responses, and each word's planted drive of every ROI in the ground truth, ``word_drive/<run>``;
+#: 5: a word-selective source in LTC, ``selective_drive``)
+COHORT_VERSION = 5
 STORIES = Path(__file__).resolve().parent.parent / "resources" / "stimuli" / "mobydick"
 
 #: share of each ROI's signal variance carried by each source
 ROI_SOURCES: dict[str, dict[str, float]] = {
     "auditory": {"envelope": 0.55, "word_rate": 0.35, "lexical": 0.10},
-    "LTC": {"lexical": 0.35, "semantic": 0.45, "word_rate": 0.20},
+    "LTC": {"lexical": 0.25, "semantic": 0.30, "word_rate": 0.15, "selective": 0.30},
     "AG": {"semantic": 0.85, "sentence_length": 0.15},
     "IFG": {"clause_depth": 0.45, "sentence_length": 0.35, "semantic": 0.20},
     "MFG": {"sentence_length": 0.50, "clause_depth": 0.20, "semantic": 0.30},
@@ -98,8 +103,10 @@ ROI_SOURCES: dict[str, dict[str, float]] = {
 
 #: median explainable variance of one presentation, per ROI (controls: 0)
 EV_MEDIAN = {"auditory": 0.30, "LTC": 0.22, "AG": 0.18, "IFG": 0.15, "MFG": 0.12, "PCC": 0.12}
-SOURCES = ("envelope", "word_rate", "lexical", "clause_depth", "sentence_length", "semantic")
+SOURCES = ("envelope", "word_rate", "lexical", "clause_depth", "sentence_length", "semantic", "selective")
 N_LEXICAL = 8
+#: share of the words to which the word-selective source responds (see :func:`selective_drive`)
+SELECTIVE_FRACTION = 0.10
 
 #: words that open a subordinate or relative clause, in the generator's clause count (see :func:`planted_syntax`)
 CLAUSE_OPENERS = frozenset(
@@ -188,6 +195,44 @@ def planted_syntax(words: list[str]) -> dict[str, np.ndarray]:
     return {"sentence_length": np.log(length), "clause_depth": depth}
 
 
+def selective_drive(semantic: dict[str, np.ndarray], seed: int, fraction: float = SELECTIVE_FRACTION) -> dict[str, np.ndarray]:
+    """The word-selective source: each word's response, zero for all but the ``fraction`` of words it selects.
+
+    Cortical populations selective for a kind of word respond strongly to words
+    of that kind and hardly to others (category-selective responses to words:
+    Mitchell et al. 2008; semantic selectivity across cortex: Huth et al. 2016).
+    Here the kind is a direction of the generator's contextual semantics, drawn
+    from the seed: a word's position along it is z-scored over every word of the
+    cohort, and the source is that position's excess over the quantile that
+    leaves ``fraction`` of the words above it (a threshold-linear unit), zero
+    below. So a few words of a window drive it, each by a graded amount, and the
+    rest not at all: the per-word truth that Study 5's attributions are checked
+    against (``word_drive``), which the dense sources cannot give (they make
+    every word drive a region about as much as the next).
+
+    Parameters
+    ----------
+    semantic : dict of story -> array of shape (n_words, n_components)
+        The generator's semantic components of each word (centred).
+    seed : int
+    fraction : float
+        Share of all words with a non-zero response, in (0, 1).
+
+    Returns
+    -------
+    dict of story -> array of shape (n_words, 1)
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction={fraction!r} must be in (0, 1)")
+    dims = next(iter(semantic.values())).shape[1]
+    direction = config.rng(seed, "selective-direction").standard_normal(dims)
+    position = {s: x @ (direction / np.linalg.norm(direction)) for s, x in semantic.items()}
+    every = np.concatenate(list(position.values()))
+    mu, sd = every.mean(), every.std() + 1e-12
+    threshold = np.quantile((every - mu) / sd, 1 - fraction)
+    return {s: np.maximum((p - mu) / sd - threshold, 0.0)[:, None] for s, p in position.items()}
+
+
 def _sources(speech: dict, seed: int) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, np.ndarray]]]:
     """Every source on every story's stimulus grid, z-scored across stories, and its values per word.
 
@@ -215,6 +260,8 @@ def _sources(speech: dict, seed: int) -> tuple[dict[str, dict[str, np.ndarray]],
     _, _, vt = np.linalg.svd(stacked - mean, full_matrices=False)
     pcs = vt[:N_SEMANTIC].T
 
+    components = {s: (semantic[s] - mean) @ pcs for s in stories}
+    selective = selective_drive(components, seed)
     out: dict[str, dict[str, np.ndarray]] = {}
     per_word: dict[str, dict[str, np.ndarray]] = {}
     for s in stories:
@@ -235,7 +282,8 @@ def _sources(speech: dict, seed: int) -> tuple[dict[str, dict[str, np.ndarray]],
             "lexical": lexical,
             "clause_depth": syntax["clause_depth"][:, None],
             "sentence_length": syntax["sentence_length"][:, None],
-            "semantic": (semantic[s] - mean) @ pcs,
+            "semantic": components[s],
+            "selective": selective[s],
         }
         out[s] = {"envelope": common.lanczos(env[:, None], fine, grid) / 20.0}
         out[s].update({name: common.lanczos(values, mid, grid) for name, values in per_word[s].items()})
