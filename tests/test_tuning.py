@@ -175,6 +175,33 @@ def test_adapting_the_last_blocks_only(tmp_path, monkeypatch):
     assert tuner.mean_val_loss_ > 0 and np.isfinite(tuner.epochs_["val_loss"]).all()
 
 
+def test_models_sharing_blocks_run_them_once_and_keep_their_own_features(tmp_path, monkeypatch):
+    data = _data()
+    tuner = _tuner(tmp_path, monkeypatch, max_epochs=1, lora_layers=1, lr=1e-2, cache=False).fit(data, ["a"], ["b"])
+    pre, lm = models.load_model("whisper-tiny-en"), tuner.tuned_model()
+    assert models.whisper_shared_blocks([pre.model, lm.model]) == 3  # blocks 0-2; block 3 was tuned
+    assert models.whisper_shared_blocks([pre.model, pre.model]) == 3  # at most all but the last
+    assert models.whisper_shared_blocks([pre.model]) == 0
+    audio, times = data.audio["a"], np.array([2.0, 4.0, 6.0, 8.0, 10.0])
+    alone = [features.speech_tr_features(m, audio, 16000, times, window=4.0, stride="volumes", cache=False) for m in (pre, lm)]
+    calls = {"pretrained": 0, "tuned": 0}
+    hooks = [m.model.layers[0].register_forward_hook(lambda *_, k=k: calls.__setitem__(k, calls[k] + 1))
+             for k, m in (("pretrained", pre), ("tuned", lm))]
+    monkeypatch.setenv("BRAINALIGN_DATA", str(tmp_path / "home"))
+    shared = features.speech_tr_features_shared([pre, lm], audio, 16000, times, window=4.0, batch_size=2)
+    for h in hooks:
+        h.remove()
+    assert calls == {"pretrained": 3, "tuned": 0}  # 5 windows in batches of 2: the shared block ran once per batch
+    for a, b in zip(alone, shared):
+        for x, y in zip(a, b):
+            np.testing.assert_allclose(y, x, atol=1e-5)
+    assert np.abs(shared[1][4] - shared[0][4]).max() > 1e-4  # each model its own last state
+    # the entries are those of one call per model: a single call now reads them from the cache
+    monkeypatch.setattr(features, "_window_states", lambda *a, **k: pytest.fail("recomputed a cached entry"))
+    again = features.speech_tr_features(lm, audio, 16000, times, window=4.0, stride="volumes")
+    np.testing.assert_array_equal(again[4], shared[1][4])
+
+
 @pytest.mark.parametrize("strategy", ["in_turn", "mean_loss"])
 def test_micro_batches_take_the_batchs_step(tmp_path, monkeypatch, strategy):
     """Gradients summed over micro-batches give the step of the whole batch (no dropout: the same computation)."""

@@ -47,7 +47,8 @@ from .models import SPEECH_SR, TEXT_KINDS, LoadedModel, ModelSpec, load_model, m
 
 __all__ = [
     "SPEECH_VERSION", "SPEECH_WINDOW_BATCH", "VERSION", "av_tr_features", "cached_layers", "check_times", "frame_states",
-    "model_max_tokens", "sequence_word_features", "speech_tr_features", "speech_window_features", "tr_features",
+    "model_max_tokens", "sequence_word_features", "speech_tr_features", "speech_tr_features_shared", "speech_window_features",
+    "tr_features",
     "vision_tr_features", "windows", "word_features", "word_features_loop",
 ]
 
@@ -495,6 +496,18 @@ def speech_window_features(lm: LoadedModel, audio: np.ndarray, sr: int, window: 
     ends : ndarray of shape (n_windows,)
         The windows' end times (s).
     """
+    states, ends = _window_states([lm], audio, sr, window, stride, layers, batch_size, ends)
+    return states[0], ends
+
+
+def _window_states(lms: Sequence[LoadedModel], audio: np.ndarray, sr: int, window: float, stride: float,
+                   layers: Sequence[int] | None, batch_size: int | None,
+                   ends: np.ndarray | None) -> tuple[list[list[np.ndarray]], np.ndarray]:
+    """:func:`speech_window_features` of several models of one architecture: each model's states, and the ends.
+
+    Whisper encoders that share their leading blocks (:func:`models.whisper_shared_blocks`)
+    run those once per batch of windows; the rest of each model runs on their output.
+    """
     from .models import (
         check_audio,
         check_kind,
@@ -504,9 +517,14 @@ def speech_window_features(lm: LoadedModel, audio: np.ndarray, sr: int, window: 
         speech_frames,
         whisper_encoder_states,
         whisper_mel,
+        whisper_shared_blocks,
     )
 
-    check_kind(lm, "speech")
+    lm = lms[0]
+    for other in lms:
+        check_kind(other, "speech")
+        if other.spec.n_layers != lm.spec.n_layers or is_whisper(other) != is_whisper(lm):
+            raise ValueError(f"{other.spec.name!r} and {lm.spec.name!r} are not of one architecture")
     audio = check_audio(audio, sr)
     layer_list = _check_layers(layers, lm.spec.n_layers + 1)
     batch_size = _speech_batch(lm, batch_size)
@@ -528,8 +546,9 @@ def speech_window_features(lm: LoadedModel, audio: np.ndarray, sr: int, window: 
     start[~keep] = 0
     stop[~keep] = 400
     whisper = is_whisper(lm)
+    shared = whisper_shared_blocks([m.model for m in lms]) if whisper else 0
     lengths = stop - start
-    out = [np.zeros((len(ends), lm.spec.hidden_dims()[layer]), dtype=np.float32) for layer in layer_list]
+    out = [[np.zeros((len(ends), lm.spec.hidden_dims()[layer]), dtype=np.float32) for layer in layer_list] for _ in lms]
     # Whisper: windows sorted by length, batched with masked padding; others: windows of one length together
     groups = [np.argsort(lengths, kind="stable")] if whisper else [np.flatnonzero(lengths == n) for n in np.unique(lengths)]
     with torch.inference_mode():
@@ -537,16 +556,19 @@ def speech_window_features(lm: LoadedModel, audio: np.ndarray, sr: int, window: 
             for first in range(0, len(rows), int(batch_size)):
                 batch = rows[first : first + int(batch_size)]
                 clips = [audio[start[i] : stop[i]] for i in batch]
+                index = torch.arange(len(batch))
                 if whisper:
                     mel, n_frames = whisper_mel(lm, clips)
-                    states = whisper_encoder_states(lm.model, mel, n_frames)
                     last = torch.from_numpy(n_frames - 1)
-                else:
-                    states = speech_forward(lm, clips)
-                    last = torch.tensor([speech_frames(lm, len(c)) - 1 for c in clips])
-                index = torch.arange(len(batch))
-                for k, layer in enumerate(layer_list):
-                    out[k][batch] = states[layer][index, last].float().cpu().numpy()
+                    prefix = whisper_encoder_states(lm.model, mel, n_frames, n_blocks=shared) if shared else None
+                for m, model in enumerate(lms):
+                    if whisper:
+                        states = whisper_encoder_states(model.model, mel, n_frames, prefix=prefix)
+                    else:
+                        states = speech_forward(model, clips)
+                        last = torch.tensor([speech_frames(model, len(c)) - 1 for c in clips])
+                    for k, layer in enumerate(layer_list):
+                        out[m][k][batch] = states[layer][index, last].float().cpu().numpy()
     release_memory()  # the batches' freed heap, hundreds of MB
     return out, ends
 
@@ -634,9 +656,66 @@ def speech_tr_features(
             step = float(stride)
         return [(step / tr) * lanczos_resample(s, ends, times) for s in states]
 
-    parts = {"audio": audio, "sr": int(sr), "times": times, "window": float(window),
-             "stride": stride if stride is None or isinstance(stride, str) else float(stride), "speech_version": SPEECH_VERSION}
-    return cached_layers("speech_tr_features", model, "speech", layers, parts, cache, run)
+    return cached_layers("speech_tr_features", model, "speech", layers, _speech_parts(audio, sr, times, window, stride), cache, run)
+
+
+def _speech_parts(audio: np.ndarray, sr: int, times: np.ndarray, window: float, stride: float | str | None) -> dict:
+    """What, besides the model and layers, keys a cached :func:`speech_tr_features` entry."""
+    return {"audio": audio, "sr": int(sr), "times": times, "window": float(window),
+            "stride": stride if stride is None or isinstance(stride, str) else float(stride), "speech_version": SPEECH_VERSION}
+
+
+def speech_tr_features_shared(
+    lms: Sequence[LoadedModel],
+    audio: np.ndarray,
+    sr: int,
+    times: np.ndarray,
+    window: float = 16.0,
+    layers: Sequence[int] | None = None,
+    batch_size: int | None = None,
+    cache: bool = True,
+) -> list[list[np.ndarray]]:
+    """:func:`speech_tr_features` with ``stride="volumes"`` for several models of one architecture at once.
+
+    The same features, cached under the same entries, as one call per model.
+    Whisper models that share their leading blocks (a model brain-tuned with
+    adapters on its last blocks, and the pretrained one:
+    :func:`models.whisper_shared_blocks`) run those blocks once per window, so
+    three such models of four blocks, the last one tuned, cost about half of
+    what three separate calls cost. The first model whose features are not
+    cached computes them for itself and every model after it.
+
+    Parameters
+    ----------
+    lms : sequence of LoadedModel
+        Speech models of one architecture.
+    audio, sr, times, window, layers, batch_size, cache
+        See :func:`speech_tr_features`.
+
+    Returns
+    -------
+    list, one per model, of lists of ndarrays of float32 (one per selected layer), each of shape (n_trs, dim)
+    """
+    from .models import check_audio
+
+    lms = list(lms)
+    if not lms:
+        raise ValueError("lms is empty: give at least one loaded speech model")
+    times = check_times(times)
+    audio = np.asarray(audio)
+    check_audio(audio, sr)
+    parts = _speech_parts(audio, sr, times, window, "volumes")
+    computed: dict[int, list[np.ndarray]] = {}
+
+    def run_for(i: int):
+        def run(_lm: LoadedModel, layer_list: list[int]) -> list[np.ndarray]:
+            if i not in computed:
+                states, _ = _window_states(lms[i:], audio, sr, window, 0.0, layer_list, batch_size, times)
+                computed.update({i + j: s for j, s in enumerate(states)})
+            return computed[i]
+        return run
+
+    return [cached_layers("speech_tr_features", lm, "speech", layers, parts, cache, run_for(i)) for i, lm in enumerate(lms)]
 
 
 def frame_states(lm: LoadedModel, frames: np.ndarray, batch_size: int = 32, cache: bool = True) -> list[np.ndarray]:

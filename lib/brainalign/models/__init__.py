@@ -64,6 +64,7 @@ from .speech import (
     speech_hidden_states,
     whisper_encoder_states,
     whisper_mel,
+    whisper_shared_blocks,
 )
 from .tiny import SPECIAL_TOKENS, TINY_DIM, TINY_FAMILIES, build_tokenizer, tiny_model
 from .vision import ImagePreprocessor, check_images, vision_hidden_states
@@ -78,7 +79,7 @@ __all__ = [
     "convert_ct2_whisper", "convert_gguf", "read_ct2",
     # speech
     "SPEECH_SR", "check_audio", "is_whisper", "speech_context", "speech_forward", "speech_frames", "speech_hidden_states",
-    "whisper_encoder_states", "whisper_mel",
+    "whisper_encoder_states", "whisper_mel", "whisper_shared_blocks",
     # vision
     "ImagePreprocessor", "check_images", "vision_hidden_states",
     # audio-video

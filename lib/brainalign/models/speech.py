@@ -113,8 +113,40 @@ def whisper_mel(lm: LoadedModel, clips: list[np.ndarray]) -> tuple[torch.Tensor,
     return mel[..., : min(2 * int(n_frames.max()) + 2, 2 * lm.model.config.max_source_positions)], n_frames
 
 
+def whisper_shared_blocks(encoders: Sequence[torch.nn.Module]) -> int:
+    """How many leading blocks several Whisper encoders share, weights and all (convolutions and positions too).
+
+    A model brain-tuned with adapters on its last blocks only (merged) shares the
+    others with the pretrained model: their states need computing once. At most
+    all blocks but the last (the last one's output is normalised apart).
+
+    Returns
+    -------
+    int
+        0 when the convolutions or positions differ, or for fewer than two encoders.
+    """
+    def same(modules: Sequence[torch.nn.Module]) -> bool:
+        first = dict(modules[0].named_parameters())
+        for other in modules[1:]:
+            params = dict(other.named_parameters())
+            if params.keys() != first.keys() or not all(torch.equal(params[k], v) for k, v in first.items()):
+                return False
+        return True
+
+    encoders = list(encoders)
+    if len(encoders) < 2:
+        return 0  # nothing to share
+    if not all(same([getattr(e, name) for e in encoders]) for name in ("conv1", "conv2", "embed_positions")):
+        return 0
+    n = min(len(e.layers) for e in encoders) - 1
+    for k in range(n):
+        if not same([e.layers[k] for e in encoders]):
+            return k
+    return n
+
+
 def whisper_encoder_states(encoder: torch.nn.Module, mel: torch.Tensor, n_frames: Sequence[int] | None = None,
-                           n_blocks: int | None = None) -> list[torch.Tensor]:
+                           n_blocks: int | None = None, prefix: Sequence[torch.Tensor] | None = None) -> list[torch.Tensor]:
     """All hidden states of a Whisper encoder run on exactly the frames it is given (no padding to 30 s).
 
     transformers' ``WhisperEncoder.forward`` insists on 3000 mel frames (30 s);
@@ -136,6 +168,11 @@ def whisper_encoder_states(encoder: torch.nn.Module, mel: torch.Tensor, n_frames
         frames get the same states as when it is run alone.
     n_blocks : int, optional
         Run only the first ``n_blocks`` blocks (default: all).
+    prefix : sequence of tensors, optional
+        The first ``k + 1`` states of the same ``mel``, from this encoder or
+        one sharing its first ``k`` blocks (:func:`whisper_shared_blocks`),
+        computed with ``n_blocks=k``: they are returned as they are, and only
+        the blocks after them run.
 
     Returns
     -------
@@ -143,25 +180,32 @@ def whisper_encoder_states(encoder: torch.nn.Module, mel: torch.Tensor, n_frames
         The input to the first block (convolutions + positions), then each
         block's output, the last block's after the final layer norm.
     """
-    dtype = encoder.conv1.weight.dtype
-    x = torch.nn.functional.gelu(encoder.conv1(mel.to(encoder.conv1.weight.device, dtype)))
-    x = torch.nn.functional.gelu(encoder.conv2(x)).permute(0, 2, 1)
-    t = x.shape[1] if n_frames is None else int(max(n_frames))
-    x = x[:, :t]
-    if t > encoder.embed_positions.num_embeddings:
-        raise ValueError(f"{t} frames are more than Whisper's {encoder.embed_positions.num_embeddings} positions (30 s)")
-    hidden = x + encoder.embed_positions.weight[:t]
+    if prefix is not None:
+        states = list(prefix)
+        if not 1 <= len(states) <= len(encoder.layers):
+            raise ValueError(f"prefix holds {len(states)} states; give 1 to {len(encoder.layers)} (the input and whole blocks)")
+        hidden = states[-1]
+        t = hidden.shape[1]
+    else:
+        dtype = encoder.conv1.weight.dtype
+        x = torch.nn.functional.gelu(encoder.conv1(mel.to(encoder.conv1.weight.device, dtype)))
+        x = torch.nn.functional.gelu(encoder.conv2(x)).permute(0, 2, 1)
+        t = x.shape[1] if n_frames is None else int(max(n_frames))
+        x = x[:, :t]
+        if t > encoder.embed_positions.num_embeddings:
+            raise ValueError(f"{t} frames are more than Whisper's {encoder.embed_positions.num_embeddings} positions (30 s)")
+        hidden = x + encoder.embed_positions.weight[:t]
+        states = [hidden]
     mask = None
     if n_frames is not None and min(n_frames) < t:
         keys = torch.arange(t, device=hidden.device)[None, :] >= torch.as_tensor(n_frames, device=hidden.device)[:, None]
         mask = torch.zeros(len(keys), 1, 1, t, dtype=hidden.dtype, device=hidden.device)
         mask.masked_fill_(keys[:, None, None, :], torch.finfo(hidden.dtype).min)
-    states = [hidden]
-    blocks = encoder.layers if n_blocks is None else encoder.layers[: int(n_blocks)]
-    for layer in blocks:
+    end = len(encoder.layers) if n_blocks is None else int(n_blocks)
+    for layer in encoder.layers[len(states) - 1 : end]:
         hidden = layer(hidden, mask)
         states.append(hidden)
-    if len(blocks) == len(encoder.layers):
+    if end == len(encoder.layers):
         states[-1] = encoder.layer_norm(hidden)
     return states
 
