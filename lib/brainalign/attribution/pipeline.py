@@ -6,6 +6,10 @@ prediction reads, computes both losses from the window's input embeddings
 (:mod:`~brainalign.attribution.forward`) and attributes them to the words
 (:mod:`~brainalign.attribution.gradients`); :class:`WordAttributions` holds the
 result. The method is described in :mod:`brainalign.attribution`.
+
+The module is longer than most: it is one class whose methods (attribution, the converging
+Integrated Gradients, the path's losses, masking) share the plan of each TR's window and its
+forward pass, which splitting would pull apart from their one user.
 """
 
 from __future__ import annotations
@@ -399,15 +403,12 @@ class BrainAttribution:
             their inputs (RMSNorm, LayerNorm) are scale-invariant away from zero and change
             abruptly near it, so the zero baseline can need many more steps to converge.
         hold_first : bool, default=True
-            Integrated Gradients only: the sequence's first token (the model's attention sink: the
-            tokenizer's begin token where it adds one, else the first token of the window's first
-            word) keeps its embedding along the path, so it gets no attribution. A causal language
-            model puts massive activations on its first token, which every later position attends
-            to as a sink (Xiao et al. 2024; Sun et al. 2024); on the straight path from a baseline
-            where every position holds the same embedding, each position acts as a first token and
-            the massive activations switch on and off at many points, so the loss changes too
-            abruptly for the path integral to converge. With the sink held, it does (see
-            :meth:`path_losses`). False: every token moves, as in the study.
+            Integrated Gradients only: the sequence's first token (the tokenizer's begin token, else
+            the first word's first token) keeps its embedding along the path and gets no attribution.
+            A causal model attends to its first token as a sink, with massive activations (Xiao et
+            al. 2024; Sun et al. 2024); from a baseline with one embedding at every position, each
+            position acts as a first token, and the loss jumps as they switch on and off along the
+            path. Held, the path is smoother. False: every token moves, as in the study.
         progress : bool
             Show a progress bar.
 
