@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from brainalign import datasets, features, instruct, models
+from brainalign import movie_features as movie
 
 MODELS = ("whisper-tiny-en", "efficientnet-lite0", "whisper-efficientnet-fusion", "smollm2-135m-instruct")
 
@@ -62,8 +63,8 @@ def movie_features(ds, loaded: dict) -> dict:
         sampled = ds.sample_times(run)
         steps = [
             ("speech", features.speech_tr_features, (speech, audio, sr, sampled), {"window": 16.0, "stride": ds.tr}),
-            ("vision", features.vision_tr_features, (vision, frames, frame_times, sampled), {}),
-            ("audio-video", features.av_tr_features, (av, audio, sr, frames, frame_times, sampled), {}),
+            ("vision", movie.vision_tr_features, (vision, frames, frame_times, sampled), {}),
+            ("audio-video", movie.av_tr_features, (av, audio, sr, frames, frame_times, sampled), {}),
             ("instruction", instruct.instruct_tr_features, (lm, ds, run, "What is happening in this scene?"), {}),
         ]
         for name, function, args, kwargs in steps:

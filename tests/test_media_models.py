@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from brainalign import features, instruct, models, stimuli
+from brainalign import features, instruct, models, movie_features, stimuli
 from brainalign.models import convert
 
 SR = 16000
@@ -226,8 +226,8 @@ def test_vision_tr_features(effnet):
     frames[6:] = 255 - frames[6:]  # a cut at 3 s
     frame_times = np.arange(12) * 0.5
     trs = np.arange(0.0, 6.0, 1.0)
-    lanczos = features.vision_tr_features(effnet, frames, frame_times, trs, layers=[0, 8, 16], cache=False)
-    mean = features.vision_tr_features(effnet, frames, frame_times, trs, method="mean", layers=[0, 8, 16], cache=False)
+    lanczos = movie_features.vision_tr_features(effnet, frames, frame_times, trs, layers=[0, 8, 16], cache=False)
+    mean = movie_features.vision_tr_features(effnet, frames, frame_times, trs, method="mean", layers=[0, 8, 16], cache=False)
     per_frame = models.vision_hidden_states(effnet, frames)
     dims = effnet.spec.hidden_dims()
     assert (dims[0], dims[8], dims[16]) == (32, 80, 320)
@@ -259,13 +259,13 @@ def test_bad_inputs(whisper, effnet):
     with pytest.raises(ValueError, match=r"shape \(8, 8, 3\); for one image use images\[None\]"):
         models.vision_hidden_states(effnet, np.zeros((8, 8, 3), dtype=np.uint8))
     with pytest.raises(ValueError, match=r"shape \(1, 8, 8, 4\)"):
-        features.vision_tr_features(effnet, np.zeros((1, 8, 8, 4), dtype=np.uint8), [0.0], [0.0, 1.0])
+        movie_features.vision_tr_features(effnet, np.zeros((1, 8, 8, 4), dtype=np.uint8), [0.0], [0.0, 1.0])
     with pytest.raises(ValueError, match="method must be 'lanczos' or 'mean', got 'max'"):
-        features.vision_tr_features(effnet, np.zeros((2, 8, 8, 3), dtype=np.uint8), [0.0, 1.0], [0.0, 1.0], method="max")
+        movie_features.vision_tr_features(effnet, np.zeros((2, 8, 8, 3), dtype=np.uint8), [0.0, 1.0], [0.0, 1.0], method="max")
     with pytest.raises(ValueError, match="'efficientnet-lite0' is a vision model, not a speech model; speech models: "):
         models.speech_hidden_states(effnet, audio, SR)
     with pytest.raises(ValueError, match="'whisper-tiny-en' is a speech model, not a vision model"):
-        features.vision_tr_features("whisper-tiny-en", np.zeros((2, 8, 8, 3), dtype=np.uint8), [0.0, 1.0], [0.0, 1.0])
+        movie_features.vision_tr_features("whisper-tiny-en", np.zeros((2, 8, 8, 3), dtype=np.uint8), [0.0, 1.0], [0.0, 1.0])
     with pytest.raises(ValueError, match="'whisper-tiny-en' is a speech model; word features need a language model"):
         features.word_features("whisper-tiny-en", ["a", "b"])
 
@@ -398,7 +398,7 @@ def test_instruct_multimodal_load_model_online(monkeypatch):
 
 def test_fusion_states_shapes_and_unimodal_layers(fusion, whisper, effnet, clip):
     audio, frames, frame_times, trs = clip
-    feats = features.av_tr_features(fusion, audio, SR, frames, frame_times, trs, window=2.0, cache=False)
+    feats = movie_features.av_tr_features(fusion, audio, SR, frames, frame_times, trs, window=2.0, cache=False)
     assert [f.shape for f in feats] == [(8, d) for d in fusion.spec.hidden_dims()]
     assert all(f.dtype == np.float32 and np.isfinite(f).all() for f in feats)
     per_frame = models.vision_hidden_states(effnet, frames)
@@ -430,8 +430,8 @@ def test_fusion_planted_event_moves_the_right_tr(fusion, clip):
     cut = frames.copy()
     cut[frame_times >= 4.2] = 255 - cut[frame_times >= 4.2]
     kwargs = {"window": 2.0, "layers": [22, 23, 24, 21], "cache": False}
-    plain = features.av_tr_features(fusion, audio, SR, frames, frame_times, trs, **kwargs)
-    moved = features.av_tr_features(fusion, audio, SR, cut, frame_times, trs, **kwargs)
+    plain = movie_features.av_tr_features(fusion, audio, SR, frames, frame_times, trs, **kwargs)
+    moved = movie_features.av_tr_features(fusion, audio, SR, cut, frame_times, trs, **kwargs)
     for a, b in zip(plain, moved):
         change = np.linalg.norm(b - a, axis=1) / np.linalg.norm(a - a.mean(0), axis=1).mean()
         assert change[:4].max() == 0.0, change  # windows ending at 0.5..3.5 s hold no changed frame
@@ -440,30 +440,30 @@ def test_fusion_planted_event_moves_the_right_tr(fusion, clip):
 
 def test_av_tr_features_cache_and_errors(fusion, clip, monkeypatch):
     audio, frames, frame_times, trs = clip
-    first = features.av_tr_features(fusion, audio, SR, frames[:20], frame_times[:20], trs[:4], window=1.0, layers=[0, -1])
+    first = movie_features.av_tr_features(fusion, audio, SR, frames[:20], frame_times[:20], trs[:4], window=1.0, layers=[0, -1])
 
     def refuse(*args, **kwargs):
         raise AssertionError("the model ran although the features are cached")
 
     monkeypatch.setattr(models, "av_hidden_states", refuse)
     monkeypatch.setattr(features, "load_model", refuse)
-    second = features.av_tr_features("whisper-efficientnet-fusion", audio, SR, frames[:20], frame_times[:20], trs[:4],
+    second = movie_features.av_tr_features("whisper-efficientnet-fusion", audio, SR, frames[:20], frame_times[:20], trs[:4],
                                      window=1.0, layers=[0, 24])
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(AssertionError, match="cached"):  # another window is another entry
-        features.av_tr_features("whisper-efficientnet-fusion", audio, SR, frames[:20], frame_times[:20], trs[:4], window=2.0)
+        movie_features.av_tr_features("whisper-efficientnet-fusion", audio, SR, frames[:20], frame_times[:20], trs[:4], window=2.0)
     monkeypatch.undo()
     with pytest.raises(ValueError, match="window=0.0 must be a number of seconds in"):
-        features.av_tr_features(fusion, audio, SR, frames, frame_times, trs, window=0.0)
+        movie_features.av_tr_features(fusion, audio, SR, frames, frame_times, trs, window=0.0)
     with pytest.raises(ValueError, match="frame_times must be increasing with shape \\(40,\\)"):
-        features.av_tr_features(fusion, audio, SR, frames, frame_times[:10], trs)
+        movie_features.av_tr_features(fusion, audio, SR, frames, frame_times[:10], trs)
     with pytest.raises(ValueError, match="dtype uint8"):
-        features.av_tr_features(fusion, audio, SR, frames.astype(np.float32), frame_times, trs)
+        movie_features.av_tr_features(fusion, audio, SR, frames.astype(np.float32), frame_times, trs)
     with pytest.raises(ValueError, match="'whisper-tiny-en' is a speech model, not a audio-video model"):
-        features.av_tr_features("whisper-tiny-en", audio, SR, frames, frame_times, trs)
+        movie_features.av_tr_features("whisper-tiny-en", audio, SR, frames, frame_times, trs)
     with pytest.raises(ValueError, match="layer 25 does not exist; valid layers are 0..24"):
-        features.av_tr_features(fusion, audio, SR, frames, frame_times, trs, layers=[25])
+        movie_features.av_tr_features(fusion, audio, SR, frames, frame_times, trs, layers=[25])
 
 
 # -- instruction-conditioned features -----------------------------------------------------------------------------------

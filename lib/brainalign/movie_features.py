@@ -1,0 +1,181 @@
+"""Features of a movie's frames: vision models per frame, audio-video models per volume.
+
+:func:`vision_tr_features` brings a vision model's pooled per-frame states
+(:func:`models.vision_hidden_states`) to the volumes; :func:`av_tr_features`
+reads an audio-video model over one window of sound and frames per volume.
+Both share the frames' states (:func:`frame_states`) and are cached like the
+word and speech features of :mod:`brainalign.features`, through its
+:func:`~brainalign.features.cached_layers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .cache import Cache
+from .features import VERSION, cached_layers, check_times
+from .models import LoadedModel
+
+__all__ = ["av_tr_features", "frame_states", "vision_tr_features"]
+
+
+def frame_states(lm: LoadedModel, frames: np.ndarray, batch_size: int = 32, cache: bool = True) -> list[np.ndarray]:
+    """:func:`models.vision_hidden_states` of a movie's frames, cached (shared by vision and audio-video features).
+
+    Returns
+    -------
+    list of ndarrays of float32, state ``k`` of shape (n_frames, lm.spec.hidden_dims()[k])
+    """
+    from .models import check_images, check_kind, vision_hidden_states
+
+    check_kind(lm, "vision")
+    frames = check_images(frames)
+
+    def compute() -> dict[str, np.ndarray]:
+        return {f"state_{k}": s for k, s in enumerate(vision_hidden_states(lm, frames, batch_size=batch_size))}
+
+    if not cache:
+        arrays = compute()
+    else:
+        parts = {"model": lm.spec.name, "revision": lm.revision, "dtype": str(next(lm.model.parameters()).dtype), "frames": frames}
+        arrays = Cache().memoize("frame_states", VERSION, parts, compute)
+    return [arrays[f"state_{k}"] for k in range(len(arrays))]
+
+
+def vision_tr_features(
+    model: str | LoadedModel,
+    frames: np.ndarray,
+    frame_times: np.ndarray,
+    times: np.ndarray,
+    method: str = "lanczos",
+    layers: Sequence[int] | None = None,
+    batch_size: int = 32,
+    cache: bool = True,
+) -> list[np.ndarray]:
+    """Vision-model features of a movie's frames at the volumes' sampling times.
+
+    Each frame's pooled hidden states (:func:`models.vision_hidden_states`)
+    are brought to the volumes by ``"lanczos"`` (Lanczos resampling scaled by
+    ``frame step / TR``: a kernel-weighted mean) or ``"mean"`` (the mean of
+    the frames in each volume's box, :func:`brainalign.stimuli.frames_per_tr`:
+    the TR centred on its sampling time; zeros where no frame falls). Cached.
+
+    Parameters
+    ----------
+    model : str or LoadedModel
+        A vision model name (loaded only on a cache miss) or a loaded one.
+    frames : uint8 array of shape (n_frames, height, width, 3)
+    frame_times : array of shape (n_frames,)
+        When each frame is shown (s), increasing.
+    times : array of shape (n_trs,)
+        Sampling time of each volume (s): ``Dataset.sample_times(run)``.
+    method : {"lanczos", "mean"}
+    layers : sequence of int, optional
+        Hidden states to return; all by default.
+    batch_size : int
+        Frames per forward pass.
+    cache : bool
+
+    Returns
+    -------
+    list of ndarrays of float32, one per selected layer, layer ``k`` of shape (n_trs, spec.hidden_dims()[k])
+    """
+    from .models import check_images
+    from .stimuli import frames_per_tr, lanczos_resample
+
+    frames = check_images(frames)
+    frame_times = np.asarray(frame_times, dtype=float)
+    times = check_times(times)
+    if frame_times.shape != (len(frames),) or (len(frames) > 1 and not np.all(np.diff(frame_times) > 0)):
+        raise ValueError(f"frame_times must be increasing with shape ({len(frames)},), got shape {frame_times.shape}")
+    if method not in ("lanczos", "mean"):
+        raise ValueError(f"method must be 'lanczos' or 'mean', got {method!r}")
+    tr = float(np.mean(np.diff(times)))
+
+    def run(lm: LoadedModel, layer_list: list[int]) -> list[np.ndarray]:
+        states = frame_states(lm, frames, batch_size=batch_size, cache=cache)
+        states = [states[layer] for layer in layer_list]
+        if method == "lanczos":
+            step = float(np.median(np.diff(frame_times))) if len(frames) > 1 else tr
+            return [(step / tr) * lanczos_resample(s, frame_times, times) for s in states]
+        boxes = frames_per_tr(frame_times, times, tr)
+        return [np.stack([s[idx].mean(0) if len(idx) else np.zeros(s.shape[1]) for idx in boxes]) for s in states]
+
+    parts = {"frames": frames, "frame_times": frame_times, "times": times, "method": method}
+    return cached_layers("vision_tr_features", model, "vision", layers, parts, cache, run)
+
+
+def av_tr_features(
+    model: str | LoadedModel,
+    audio: np.ndarray,
+    sr: int,
+    frames: np.ndarray,
+    frame_times: np.ndarray,
+    times: np.ndarray,
+    window: float = 3.0,
+    layers: Sequence[int] | None = None,
+    batch_size: int = 16,
+    cache: bool = True,
+) -> list[np.ndarray]:
+    """Audio-video model features, one window per volume. Cached.
+
+    Volume ``k`` gets the states of the window ``[s_k - window, s_k)`` that
+    ends at its sampling time ``s_k = times[k]`` (``Dataset.sample_times``:
+    causal, see the time base of :mod:`brainalign.stimuli`). A window sees
+    only its own audio and frames (:func:`models.av_hidden_states`), so a
+    change in the stimulus at time ``e`` moves the features of the volumes
+    whose sampling time is in ``(e, e + window]``, and no earlier one.
+
+    ``"whisper-efficientnet-fusion"``'s fusion layers are NOT pretrained (seeded
+    random initialisation): studies must treat its fusion states as those of an
+    untrained model, a starting point for brain-tuning. Its unimodal states
+    (0-4 Whisper, 5-21 EfficientNet) are the pretrained encoders'.
+
+    Parameters
+    ----------
+    model : str or LoadedModel
+        ``"whisper-efficientnet-fusion"`` (loaded only on a cache miss), or a
+        model from :func:`models.build_av_fusion`.
+    audio : array of shape (n_samples,)
+    sr : int
+    frames : uint8 array of shape (n_frames, height, width, 3)
+    frame_times : array of shape (n_frames,)
+        When each frame is shown (s), increasing.
+    times : array of shape (n_trs,)
+        Sampling time of each volume (s), increasing: where its window ends.
+    window : float
+        Seconds of audio and video in each window (at most 30).
+    layers : sequence of int, optional
+        Hidden states to return (see :func:`models.av_hidden_states`); all by default.
+    batch_size : int
+        Windows per Whisper forward pass.
+    cache : bool
+
+    Returns
+    -------
+    list of ndarrays of float32, one per selected layer, layer ``k`` of shape (n_trs, spec.hidden_dims()[k])
+        For ``"whisper-efficientnet-fusion"``: widths 384 (layers 0-4), 32-320 (5-21), 256 (22-24).
+    """
+    from .models import av_hidden_states, check_audio, check_images
+
+    times = check_times(times)
+    audio = np.asarray(audio)
+    check_audio(audio, sr)
+    frames = check_images(frames)
+    frame_times = np.asarray(frame_times, dtype=float)
+    if frame_times.shape != (len(frames),) or np.any(np.diff(frame_times) <= 0):
+        raise ValueError(f"frame_times must be increasing with shape ({len(frames)},), got shape {frame_times.shape}")
+    if not (np.isfinite(window) and 0 < window <= 30):
+        raise ValueError(f"window={window!r} must be a number of seconds in (0, 30]")
+
+    def run(lm: LoadedModel, layer_list: list[int]) -> list[np.ndarray]:
+        video = frame_states(lm.model.vision_lm, frames, cache=cache) if len(frames) and hasattr(lm.model, "vision_lm") else None
+        states = av_hidden_states(lm, audio, sr, frames, frame_times, times, window=float(window), batch_size=batch_size,
+                                  video_states=video)
+        return [states[layer] for layer in layer_list]
+
+    parts = {"audio": audio, "sr": int(sr), "frames": frames, "frame_times": frame_times, "times": times,
+             "window": float(window)}
+    return cached_layers("av_tr_features", model, "audio-video", layers, parts, cache, run)
