@@ -315,7 +315,6 @@ def test_output_readout_shares_one_next_word_attribution_and_mean_baseline_conve
         att.attribute(trs[:1], keys=[key], method="integrated_gradients", baseline="noise")
 
 
-
 def test_integrated_gradients_holds_the_first_token_and_stays_complete(story):
     att = _attributor(story, context=C)
     trs = att.eligible[:1]
@@ -327,15 +326,16 @@ def test_integrated_gradients_holds_the_first_token_and_stays_complete(story):
     for out in (held, moved):
         assert abs(out.delta[key][0]) < 0.01 * abs(out.gap[key][0]) + 1e-4
     assert held.gap[key][0] != pytest.approx(moved.gap[key][0], rel=1e-3)  # another start: another loss difference
-    if first_word_tokens == 1 and int(batch.word_of[0, 0]) == 0:
-        assert held.scores[key][0, 0] == 0.0  # the held token is all of the first word: no attribution
-        assert moved.scores[key][0, 0] != 0.0
+    assert first_word_tokens == 1 and int(batch.word_of[0, 0]) == 0  # the tiny tokenizer: the first word is the first token
+    assert held.scores[key][0, 0] == 0.0  # the held token is all of the first word: no attribution
+    assert moved.scores[key][0, 0] != 0.0
     # the path's start holds the first token: its loss is that of the baseline with the first token kept
     path_held = att.path_losses(int(trs[0]), [0.0, 1.0], keys=[key])[key]
     path_moved = att.path_losses(int(trs[0]), [0.0, 1.0], keys=[key], hold_first=False)[key]
     assert path_held[1] - path_held[0] == pytest.approx(held.gap[key][0], rel=1e-3, abs=1e-5)
     assert path_moved[1] - path_moved[0] == pytest.approx(moved.gap[key][0], rel=1e-3, abs=1e-5)
     assert path_held[1] == pytest.approx(path_moved[1], rel=1e-6)  # both end at the input
+
 
 def test_masking_zeroes_word_embeddings(story):
     att = _attributor(story, context=C)
