@@ -379,6 +379,27 @@ def test_bad_input_gets_clear_errors(story):
     assert _attributor(story, context=5, fallback={1: story["feats"][0], 2: story["feats"][1]}).eligible.size > 0
 
 
+def test_linear_contributions_sum_to_the_encoders_prediction(story):
+    """Each word's own term, summed over a window holding every word a prediction reads, plus the encoder's constant,
+    is the encoder's prediction from the whole-story features."""
+    fallback = {1: story["feats"][0], 2: story["feats"][1]}
+    att = _attributor(story, context=C, fallback=fallback)
+    trs = att.eligible[:5]
+    first, _ = att.windows(trs)
+    assert all(not np.any(att.lanczos[[t - d for d in att.delays], :f]) for t, f in zip(trs, first))  # all inside
+    for i, layer in enumerate([1, 2]):
+        enc = story["encoders"][layer, "roi"]
+        c = att.linear_contributions(trs, ("alignment", layer, "roi"))
+        assert c.shape == (len(trs), C, 3)
+        mean, scale, weights, intercept = enc.linear_map()
+        constant = intercept - (mean / scale) @ weights
+        np.testing.assert_allclose(c.sum(1) + constant, enc.predict(story["X"][i])[trs], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="give an alignment key"):
+        att.linear_contributions(trs, ("next_word", 1))
+    with pytest.raises(ValueError, match="give them as fallback"):
+        _attributor(story, context=C).linear_contributions(trs, ("alignment", 1, "roi"))
+
+
 def test_planted_share():
     """The share of |attribution| on the fewest words carrying half the planted drive; errors on bad input."""
     drive = np.array([[0.0, 4.0, 1.0, 3.0, 2.0], [1.0, 1.0, 1.0, 1.0, 0.0]])

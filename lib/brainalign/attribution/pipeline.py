@@ -621,3 +621,46 @@ class BrainAttribution:
                 for key, value in self._outputs(x, batch, idx, keys, losses=False).items():
                     parts[key].append(value.cpu().double().numpy())
         return {k: np.concatenate(parts[self._canonical(k)]) for k in requested}
+
+    def linear_contributions(self, trs: Sequence[int], key: tuple) -> np.ndarray:
+        """What each window word's own features add to an alignment target's prediction, through the encoder alone.
+
+        The encoder is linear in the features, so the prediction of TR ``t`` is a sum over
+        words: word ``j`` adds ``sum_d K[t - d, j] (h_j / s_d) W_d`` over the delays ``d``
+        (``K`` the Lanczos filter, ``h_j`` the word's feature in the whole-story read, i.e. the
+        ``fallback`` features the encoder was fitted on, ``s_d`` and ``W_d`` the encoder's scale
+        and weights at delay ``d``); what is left, the same for every word, is
+        ``intercept - sum_d (m_d / s_d) W_d`` (``m_d`` the encoder's feature means). No
+        gradient goes through the language model and no measured response enters: this is
+        what the encoder itself has learned about which words move the region, the reference
+        against which the gradient attributions of the same encoder can be read.
+
+        Parameters
+        ----------
+        trs : sequence of int, length n
+        key : tuple
+            An alignment target ``("alignment", layer, target)``; ``fallback`` must hold ``layer``.
+
+        Returns
+        -------
+        array of shape (n, context, n_targets)
+            Column ``j`` for window word ``first + j``.
+        """
+        trs = self._check_trs(trs)
+        key = tuple(self._check_keys([key])[0])
+        if key[0] != "alignment":
+            raise ValueError(f"linear_contributions reads an encoder: give an alignment key, not {key!r}")
+        if key[1] not in self.fallback:
+            raise ValueError(f"linear_contributions reads the whole-story features of layer {key[1]}: give them as fallback")
+        ridge = self.maps[key[1], key[2]]
+        n_delays = len(ridge.delays)
+        scale = ridge.scale.cpu().double().numpy().reshape(n_delays, 1, -1)
+        weights = ridge.weights.cpu().double().numpy().reshape(n_delays, ridge.n_features, -1)
+        features = self.fallback[key[1]].astype(np.float64)
+        first, _ = self.windows(trs)
+        out = np.zeros((len(trs), self.context, weights.shape[-1]))
+        for n, (t, start) in enumerate(zip(trs, first)):
+            inside = slice(int(start), int(start) + self.context)
+            for i, d in enumerate(ridge.delays):
+                out[n] += self.lanczos[t - d, inside, None] * ((features[inside] / scale[i]) @ weights[i])
+        return out
