@@ -60,6 +60,7 @@ bench: venv
 	$(BIN)/python bench/bench_encoding.py
 	$(BIN)/python bench/bench_media.py
 	$(BIN)/python bench/bench_tuning.py
+	$(BIN)/python bench/bench_selfsup.py
 	$(BIN)/python bench/bench_memory.py
 	$(BIN)/python bench/bench_memory.py --setup
 	$(BIN)/python bench/bench_sweep.py

@@ -117,6 +117,18 @@ def test_make_movie_is_deterministic():
     assert not a.shots.equals(c.shots)
 
 
+def test_face_p_sets_how_often_a_shot_shows_a_face():
+    lines = read_dialogue().iloc[:4]
+    always, never = make_movie(lines, seed=2, face_p=(1.0, 0.0)), make_movie(lines, seed=2, face_p=(0.0, 0.0))
+    assert (always.shots["on_screen"] != "").all() and (never.shots["on_screen"] == "").all()
+    middles = (always.shots["onset"] + always.shots["offset"]).to_numpy() / 2
+    talking = speaking_at(always.words, middles)
+    assert all(face == who for face, who in zip(always.shots["on_screen"], talking) if who)  # the speaker's own face
+    pd.testing.assert_frame_equal(make_movie(lines, seed=2).shots, make_movie(lines, seed=2, face_p=(0.5, 0.2)).shots)
+    with pytest.raises(ValueError, match="face_p=\\(0.8, 0.3\\) must be two probabilities"):
+        make_movie(lines, face_p=(0.8, 0.3))
+
+
 def test_movie_input_errors():
     with pytest.raises(ValueError, match="'C'.*voices are given for"):
         make_movie(pd.DataFrame({"speaker": ["C"], "line": ["Call me Ishmael."]}))

@@ -128,10 +128,13 @@ def av_tr_features(
     change in the stimulus at time ``e`` moves the features of the volumes
     whose sampling time is in ``(e, e + window]``, and no earlier one.
 
-    ``"whisper-efficientnet-fusion"``'s fusion layers are NOT pretrained (seeded
-    random initialisation): studies must treat its fusion states as those of an
-    untrained model, a starting point for brain-tuning. Its unimodal states
-    (0-4 Whisper, 5-21 EfficientNet) are the pretrained encoders'.
+    ``"whisper-efficientnet-fusion"``'s fusion layers are pretrained,
+    self-supervised, on audio-visual correspondence over generated movie clips
+    (:mod:`brainalign.tuning.selfsup`; the first load trains them, which takes
+    minutes, then they are cached); a model from
+    ``models.build_av_fusion(pretrained=False)`` has them at their random
+    initialisation. Its unimodal states (0-4 Whisper, 5-21 EfficientNet) are
+    the pretrained encoders'.
 
     Parameters
     ----------

@@ -20,7 +20,8 @@ modules:
 :mod:`~brainalign.models.speech`, :mod:`~brainalign.models.vision`, :mod:`~brainalign.models.audio_video`
     Input checks and layerwise hidden states of each kind
     (:func:`speech_hidden_states`, :func:`vision_hidden_states`,
-    :func:`av_hidden_states`). Language models' states are read by
+    :func:`av_hidden_states`; the fusion model's window tokens,
+    :func:`audio_window_tokens` and :func:`window_frames`). Language models' states are read by
     :mod:`brainalign.features`.
 :mod:`~brainalign.models.instruct`
     Instruction-following multimodal LMs: their classes and the medium each reads.
@@ -31,7 +32,7 @@ modules:
 
 from __future__ import annotations
 
-from .audio_video import AudioVideoFusion, AVProcessor, av_hidden_states
+from .audio_video import FUSION_PARTS, AudioVideoFusion, AVProcessor, audio_window_tokens, av_hidden_states, window_frames
 from .convert import convert_ct2_whisper, convert_gguf, read_ct2
 from .instruct import INSTRUCT_CLASSES, instruct_medium
 from .load import build_av_fusion, load_model
@@ -41,6 +42,7 @@ from .registry import (
     FUSION_VERSION,
     KINDS,
     MODELS,
+    SELFSUP_VERSION,
     TEXT_KINDS,
     TINY_VERSION,
     Kind,
@@ -48,6 +50,7 @@ from .registry import (
     ModelSpec,
     check_available,
     check_kind,
+    fusion_revision,
     get_spec,
     layer_count,
     model_names,
@@ -72,7 +75,8 @@ from .vision import ImagePreprocessor, check_images, vision_hidden_states
 __all__ = [
     # registry
     "CONVERSION_VERSION", "CT2_CONVERSION_VERSION", "FUSION_VERSION", "KINDS", "MODELS", "TEXT_KINDS", "Kind", "LoadedModel",
-    "ModelSpec", "check_available", "check_kind", "get_spec", "layer_count", "model_names", "resolve", "revision",
+    "ModelSpec", "SELFSUP_VERSION", "check_available", "check_kind", "fusion_revision", "get_spec", "layer_count",
+    "model_names", "resolve", "revision",
     # loading
     "build_av_fusion", "load_model",
     # packaged weights
@@ -83,7 +87,7 @@ __all__ = [
     # vision
     "ImagePreprocessor", "check_images", "vision_hidden_states",
     # audio-video
-    "AVProcessor", "AudioVideoFusion", "av_hidden_states",
+    "FUSION_PARTS", "AVProcessor", "AudioVideoFusion", "audio_window_tokens", "av_hidden_states", "window_frames",
     # instruction-following multimodal LMs
     "INSTRUCT_CLASSES", "instruct_medium",
     # tiny stand-ins (miniature runs) and the character-fallback tokenizer

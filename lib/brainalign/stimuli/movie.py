@@ -28,6 +28,7 @@ __all__ = [
     "MOVIE_IMAGES",
     "MOVIE_VOICES",
     "Movie",
+    "dialogue_episodes",
     "make_movie",
     "movie_image",
     "on_screen_at",
@@ -95,6 +96,33 @@ def read_dialogue(path: str | os.PathLike | None = None) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{path} lacks columns {sorted(missing)}; it has {list(table.columns)}")
     return table[["speaker", "line"]].reset_index(drop=True)
+
+
+def dialogue_episodes(runs: Sequence[str], lines: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
+    """Cut a dialogue into ``len(runs)`` contiguous episodes with about as many words each.
+
+    The movie cohort's episodes are ``dialogue_episodes(train + test)`` with
+    the runs of its split manifest (``manifests.read_manifest("simulated-movie")``).
+
+    Parameters
+    ----------
+    runs : sequence of str
+        The episodes' names, in the order they take the dialogue.
+    lines : DataFrame with columns ``speaker, line``, optional
+        The dialogue (default: :func:`read_dialogue`).
+
+    Returns
+    -------
+    dict
+        run -> its lines (a DataFrame with the columns of ``lines``, index from 0).
+    """
+    lines = read_dialogue() if lines is None else lines
+    if not len(runs) or len(runs) > len(lines):
+        raise ValueError(f"runs must name 1 to {len(lines)} episodes (one per line at most), got {len(runs)}")
+    n_words = np.cumsum([len(str(x).split()) for x in lines["line"]])
+    cuts = np.searchsorted(n_words, n_words[-1] * np.arange(1, len(runs)) / len(runs))
+    bounds = [0, *map(int, cuts), len(lines)]
+    return {run: lines.iloc[a:b].reset_index(drop=True) for run, a, b in zip(runs, bounds[:-1], bounds[1:])}
 
 
 @dataclass
@@ -192,8 +220,8 @@ def _resample_audio(audio: np.ndarray, sr: int, new_sr: int) -> np.ndarray:
 
 
 def _plan_shots(rng: np.random.Generator, duration: float, lines: pd.DataFrame, faces: dict[str, str],
-                shot_range: tuple[float, float], scenes: Sequence[str]) -> pd.DataFrame:
-    """Cut the movie into shots; each shows the current speaker's face (p 0.5), the other's (0.2) or a scene."""
+                shot_range: tuple[float, float], scenes: Sequence[str], face_p: tuple[float, float]) -> pd.DataFrame:
+    """Cut the movie into shots; each shows the current speaker's face (p ``face_p[0]``), the other's (``face_p[1]``) or a scene."""
     speakers = sorted(faces)
     rows, t = [], 0.0
     while t < duration - 1e-9:
@@ -203,9 +231,9 @@ def _plan_shots(rng: np.random.Generator, duration: float, lines: pd.DataFrame, 
         current = str(talking.iloc[0]) if len(talking) else str(rng.choice(speakers))
         others = [s for s in speakers if s != current]
         u = rng.uniform()
-        if u < 0.5 and current in faces:
+        if u < face_p[0] and current in faces:
             who = current
-        elif u < 0.7 and others:
+        elif u < face_p[0] + face_p[1] and others:
             who = str(rng.choice(others))
         else:
             who = ""
@@ -229,15 +257,17 @@ def make_movie(
     shot_range: tuple[float, float] = (2.0, 5.0),
     rate: int = 175,
     lead: float = 2.0,
+    face_p: tuple[float, float] = (0.5, 0.2),
 ) -> Movie:
     """Build a short movie: natural images as shots with camera motion, and a spoken dialogue.
 
     Each line is spoken by its speaker's espeak-ng voice (:func:`synthesize_speech`),
     the lines separated by pauses of 0.3-1 s, and now and then (p 0.15) by a
     silence of 3-6 s. The movie is cut into shots of ``shot_range`` seconds; a
-    shot shows the face of the speaker talking at its middle (probability 0.5),
-    the other speaker's face (0.2) or a scene without a face; the camera pans
-    and zooms slowly within each shot. Everything is deterministic given ``seed``.
+    shot shows the face of the speaker talking at its middle (probability
+    ``face_p[0]``, 0.5 by default), the other speaker's face (``face_p[1]``,
+    0.2) or a scene without a face; the camera pans and zooms slowly within
+    each shot. Everything is deterministic given ``seed``.
 
     Parameters
     ----------
@@ -265,6 +295,10 @@ def make_movie(
         Speaking rate in words per minute.
     lead : float
         Silence before the first and after the last line, seconds.
+    face_p : (float, float)
+        Probabilities that a shot shows the face of the speaker talking at its
+        middle, and the other speaker's face (non-negative, summing to at most 1;
+        a scene otherwise).
 
     Returns
     -------
@@ -284,6 +318,8 @@ def make_movie(
     scenes = [s for s in MOVIE_IMAGES if s not in faces.values()] if scenes is None else list(scenes)
     if not fps > 0 or int(size) < 8 or not shot_range[0] > 0 or shot_range[1] < shot_range[0]:
         raise ValueError(f"fps={fps} must be positive, size={size} at least 8 and shot_range={shot_range} increasing")
+    if len(face_p) != 2 or min(face_p) < 0 or sum(face_p) > 1:
+        raise ValueError(f"face_p={face_p!r} must be two probabilities (speaker's face, other face) summing to at most 1")
     from ..config import rng as seeded_rng
 
     rng = seeded_rng(seed, "movie")
@@ -309,7 +345,7 @@ def make_movie(
     duration = len(audio) / sr
     words = pd.DataFrame(word_rows, columns=["word", "onset", "offset", "speaker"])
     spoken = pd.DataFrame(line_rows, columns=["speaker", "onset", "offset", "line"])
-    shots = _plan_shots(rng, duration, spoken, faces, tuple(shot_range), scenes)
+    shots = _plan_shots(rng, duration, spoken, faces, tuple(shot_range), scenes, (float(face_p[0]), float(face_p[1])))
     frame_times = np.arange(int(np.floor(duration * fps))) / fps
     frames = render_shots(shots, frame_times, int(size))
     return Movie(frames=frames, frame_times=frame_times, fps=float(fps), audio=audio, sr=int(sr),
