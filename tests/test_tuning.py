@@ -315,3 +315,74 @@ def test_phone_classes():
     phones = pd.DataFrame({"word": ["s", "'a", ";"], "onset": [0.0, 0.1, 0.3], "offset": [0.1, 0.2, 0.4]})
     labels = tuning.frame_phone_classes(phones, n_frames=25, fps=50)
     assert labels[0] == "fricative" and labels[6] == "vowel" and labels[12] == "silence" and labels[16] == ""
+
+
+# -- the audio-video model ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def movie_data():
+    """Two short generated movies (TR 1.5 s, 3 s windows ending at each volume), 3 voxels of one participant."""
+    rng = np.random.default_rng(0)
+    audio, bounds, video, responses = {}, {}, {}, {"P0": {}}
+    for r, seed in (("a", 0), ("b", 1)):
+        mv = stimuli.make_movie(stimuli.read_dialogue().iloc[2 * seed : 2 * seed + 2], seed=seed, size=64)
+        audio[r] = models.check_audio(mv.audio, mv.sr)
+        times = np.arange(1.5, mv.duration, 1.5)
+        bounds[r] = tuning.window_bounds(times, 1.5, window=3.0)
+        video[r] = (mv.frames, mv.frame_times)
+        responses["P0"][r] = rng.standard_normal((len(times), 3)).astype(np.float32)
+    return tuning.TuningData(audio, bounds, responses, video)
+
+
+def _random_fusion(monkeypatch):
+    """Tuning mechanics do not need pretrained fusion layers: the seeded initialisation, without the pretraining run."""
+    fusion = models.build_av_fusion(pretrained=False)
+    monkeypatch.setattr(models, "load_model", lambda *args, **kwargs: fusion)
+    return fusion
+
+
+def test_av_tuning_adapts_the_fusion_attention_only_and_its_merged_model_gives_the_same_states(movie_data, tmp_path,
+                                                                                             monkeypatch):
+    fusion = _random_fusion(monkeypatch)
+    before = {n: p.detach().clone() for n, p in fusion.model.named_parameters()}
+    tuner = tuning.BrainTuner("whisper-efficientnet-fusion", cache_dir=tmp_path, batch_size=4, max_epochs=2, lr=1e-2,
+                              head_lr=1e-2, dropout=0.0, progress=False, seed=0).fit(movie_data, ["a"], ["b"])
+    trainable = [n for n in tuner.net_.trainable() if not n.startswith("head.")]
+    assert trainable and all(".self_attn." in n and "lora_" in n and ".audio." not in n and ".vision." not in n
+                             for n in trainable), trainable
+    base = {n.replace("base_model.model.", "").replace(".base_layer", ""): p for n, p in tuner.net_.peft.named_parameters()
+            if "lora_" not in n}
+    # peft adapts a MultiheadAttention by adding its adapters into the base weights for each forward pass and taking
+    # them out after: the attention's base weights come back up to float rounding; every other weight, exactly
+    attention = [n for n in before if ".self_attn." in n]
+    assert all(torch.equal(base[n], before[n]) for n in before if n not in attention), "a frozen weight changed"
+    assert all(torch.allclose(base[n], before[n], rtol=0, atol=1e-6) for n in attention)
+    # the adapters moved the model: the merged model's last fusion state differs from the untuned one's ...
+    rows = np.arange(len(movie_data.bounds["b"][0]))
+    frames, times = movie_data.video["b"]
+    ends = movie_data.ends("b", rows)
+    tuned = tuner.tuned_model()
+    merged = models.av_hidden_states(tuned, movie_data.audio["b"], models.SPEECH_SR, frames, times, ends)[-1]
+    untuned = models.av_hidden_states(fusion, movie_data.audio["b"], models.SPEECH_SR, frames, times, ends)[-1]
+    assert np.abs(merged - untuned).max() > 1e-3
+    # ... and is what the tuning net computed, adapters unmerged, in eval mode (the head's input)
+    with torch.no_grad():
+        pooled = tuner.net_.pooled(tuner.net_.window_prefix(movie_data, [("b", int(i)) for i in rows])).numpy()
+    np.testing.assert_allclose(pooled, merged, rtol=1e-3, atol=1e-4)
+    assert tuned.revision.startswith(fusion.revision + "+braintuned-")
+    with pytest.raises(ValueError, match="need its windows' video"):
+        tuner.predict(movie_data.clips("b", rows))
+
+
+def test_av_tuning_needs_video_and_existing_fusion_layers(movie_data, tmp_path, monkeypatch):
+    _random_fusion(monkeypatch)
+    no_video = tuning.TuningData(movie_data.audio, movie_data.bounds, movie_data.responses)
+    with pytest.raises(ValueError, match="tune it on data with video"):
+        tuning.BrainTuner("whisper-efficientnet-fusion", cache=False, progress=False).fit(no_video, ["a"], ["b"])
+    with pytest.raises(ValueError, match="lora_layers=3: whisper-efficientnet-fusion has 2 fusion layers"):
+        tuning.BrainTuner("whisper-efficientnet-fusion", lora_layers=3, cache=False, progress=False).fit(movie_data, ["a"], ["b"])
+    with pytest.raises(ValueError, match="has no video"):
+        movie_data.subset(["P0"]).__class__(movie_data.audio, movie_data.bounds, movie_data.responses).frames("a", [0])
+    with pytest.raises(ValueError, match="video has runs"):
+        tuning.TuningData(movie_data.audio, movie_data.bounds, movie_data.responses, {"a": movie_data.video["a"]})

@@ -1,4 +1,4 @@
-"""Brain-tuning of speech models: single- and multi-participant, LoRA, one shared head.
+"""Brain-tuning of speech and audio-video models: single- and multi-participant, LoRA, one shared head.
 
 The recipe of Moussa & Toneva (2025). Each sample is the audio window that
 ends at one TR (``window`` seconds: the TR's own ``tr`` seconds and the
@@ -31,19 +31,57 @@ with the adapters merged into the weights and a revision naming the tuning
 run, for :func:`features.speech_tr_features` (which caches it apart from the
 pretrained model).
 
-The downstream probe's labels come from phone timings: :func:`phone_class`
+The audio-video model (``"whisper-efficientnet-fusion"``, Study 3) is tuned
+the same way on data with video (``tuning_data(..., video=True)``): the
+adapters go on the attention of its fusion layers (:func:`av_lora_config`,
+:class:`AVTuningNet`), and its two encoders stay frozen, so their tokens of
+each window are the frozen prefix; the merged model's features come from
+:func:`movie_features.av_tr_features`. The self-supervised control
+(:func:`continue_selfsup`) also leaves the encoders frozen, but trains every
+fusion parameter itself rather than adapters on their attention.
+
+Study 4's downstream probe's labels come from phone timings: :func:`phone_class`
 maps espeak-ng phoneme mnemonics (the simulated cohort's TextGrids, tier 0) to
 six broad classes and :func:`frame_phone_classes` labels model frames.
 
+Study 3's audio-video model needs pretrained fusion layers and a
+domain-adaptation control: :func:`pretrain_fusion` pretrains them,
+self-supervised, on audio-visual correspondence over generated movie clips
+(:func:`pretraining_clips`), and :func:`continue_selfsup` continues that
+objective on given episodes. Study 3's downstream probes, offline, are two
+tasks on movie clips made for them alone (:func:`downstream_clips`): whether
+the face on screen is the speaker's (what the STS was planted with) and which
+scene is shown (what it was not), scored by :func:`probe_downstream`.
+
 Modules: ``data`` (windows, responses, phone labels), ``net`` (the adapted model and its
-head) and ``trainer`` (:class:`BrainTuner`).
+head), ``trainer`` (:class:`BrainTuner`), ``selfsup`` (self-supervised pretraining of the
+audio-video fusion layers, and the domain-adaptation control) and ``downstream`` (Study 3's
+offline downstream tasks and probes).
 """
 
 from .data import PHONE_CLASSES, TuningData, frame_phone_classes, phone_class, tuning_data, window_bounds
-from .net import LORA_TARGETS, TuningNet, hidden_state_at, last_state_from, lora_config
+from .downstream import (
+    DOWNSTREAM_FACE_P,
+    PROBE_ALPHAS,
+    TASKS,
+    downstream_clips,
+    downstream_folds,
+    downstream_lines,
+    downstream_predictions,
+    label_windows,
+    probe_downstream,
+)
+from .net import LORA_TARGETS, AVTuningNet, TuningNet, av_lora_config, hidden_state_at, last_state_from, lora_config
+from .selfsup import PRETRAINING_FACE_P, ClipTokens, clip_tokens, continue_selfsup, pretrain_fusion, pretraining_clips, pretraining_lines
 from .trainer import STRATEGIES, TUNING_VERSION, BrainTuner
 
 __all__ = [
-    "LORA_TARGETS", "PHONE_CLASSES", "STRATEGIES", "TUNING_VERSION", "BrainTuner", "TuningData", "TuningNet",
-    "frame_phone_classes", "hidden_state_at", "last_state_from", "lora_config", "phone_class", "tuning_data", "window_bounds",
+    "LORA_TARGETS", "PHONE_CLASSES", "STRATEGIES", "TUNING_VERSION", "AVTuningNet", "BrainTuner", "TuningData", "TuningNet",
+    "av_lora_config", "frame_phone_classes", "hidden_state_at", "last_state_from", "lora_config", "phone_class",
+    "tuning_data", "window_bounds",
+    # self-supervised pretraining of the audio-video fusion layers (Study 3)
+    "PRETRAINING_FACE_P", "ClipTokens", "clip_tokens", "continue_selfsup", "pretrain_fusion", "pretraining_clips", "pretraining_lines",
+    # Study 3's downstream tasks, offline
+    "DOWNSTREAM_FACE_P", "PROBE_ALPHAS", "TASKS", "downstream_clips", "downstream_folds", "downstream_lines",
+    "downstream_predictions", "label_windows", "probe_downstream",
 ]

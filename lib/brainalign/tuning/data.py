@@ -1,4 +1,4 @@
-"""Brain-tuning's data: each volume's audio window and every tuning participant's responses.
+"""Brain-tuning's data: each volume's audio window (and video, for an audio-video model) and every tuning participant's responses.
 
 Also the labels of the downstream probe: espeak-ng phoneme mnemonics in six broad classes.
 """
@@ -125,7 +125,7 @@ def window_bounds(times: np.ndarray, tr: float, window: float = 10.0) -> tuple[n
 
 @dataclass
 class TuningData:
-    """Audio windows paired with the responses of several participants.
+    """Audio windows (and the video frames shown in them) paired with the responses of several participants.
 
     Attributes
     ----------
@@ -135,11 +135,16 @@ class TuningData:
         Each TR's window (:func:`window_bounds`).
     responses : dict subject -> dict run -> float32 array of shape (n_trs, n_voxels)
         Every subject has every run, with the run's number of TRs.
+    video : dict run -> (frames, frame_times), optional
+        For an audio-video model: uint8 frames of shape (n_frames, height, width, 3) and
+        when each is shown (s, increasing, in the audio's time frame). A window's frames
+        are those shown in it (:meth:`frames`).
     """
 
     audio: dict[str, np.ndarray]
     bounds: dict[str, tuple[np.ndarray, np.ndarray]]
     responses: dict[str, dict[str, np.ndarray]]
+    video: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
     subjects: list[str] = field(init=False)
     runs: list[str] = field(init=False)
 
@@ -164,6 +169,14 @@ class TuningData:
                 n_vox.add(y.shape[1])
         if len(n_vox) != 1:
             raise ValueError(f"subjects must share one space (one number of voxels), got {sorted(n_vox)}")
+        if self.video is not None:
+            if set(self.video) != set(self.runs):
+                raise ValueError(f"video has runs {sorted(self.video)} but audio has {sorted(self.runs)}")
+            for r, (frames, times) in self.video.items():
+                times = np.asarray(times)
+                if frames.ndim != 4 or frames.dtype != np.uint8 or times.shape != (len(frames),) or np.any(np.diff(times) <= 0):
+                    raise ValueError(f"video of {r!r}: frames must be uint8 (n_frames, height, width, 3) with increasing "
+                                     f"times of shape (n_frames,); got {frames.dtype} {frames.shape} and {times.shape}")
 
     @property
     def window_samples(self) -> int:
@@ -186,21 +199,46 @@ class TuningData:
             out.append(clip)
         return out
 
+    def ends(self, run: str, rows: np.ndarray) -> np.ndarray:
+        """When the windows of TRs ``rows`` of ``run`` end (s)."""
+        return self.bounds[run][1][np.asarray(rows)] / models.SPEECH_SR
+
+    def frames(self, run: str, rows: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The frames shown in the windows of TRs ``rows`` of ``run``, and their times relative to the window's end (s).
+
+        Returns
+        -------
+        list of (uint8 array of shape (n_inside, height, width, 3), array of shape (n_inside,))
+            ``n_inside`` may be 0 (a window before the first frame).
+        """
+        if self.video is None:
+            raise ValueError("this TuningData has no video: give video= (tuning_data(..., video=True))")
+        frames, times = self.video[run]
+        start, stop = self.bounds[run]
+        out = []
+        for i in np.asarray(rows):
+            end, length = stop[i] / models.SPEECH_SR, (stop[i] - start[i]) / models.SPEECH_SR
+            inside = models.window_frames(times, end, length)
+            out.append((frames[inside], np.asarray(times)[inside] - end))
+        return out
+
     def subset(self, subjects: Sequence[str]) -> TuningData:
         """The same audio and windows with the responses of ``subjects`` only (e.g. the tuning participants)."""
         unknown = [s for s in subjects if s not in self.responses]
         if unknown or not subjects:
             raise ValueError(f"subjects {list(subjects)} must be a non-empty list of {self.subjects}; unknown: {unknown}")
-        return TuningData(self.audio, self.bounds, {s: self.responses[s] for s in subjects})
+        return TuningData(self.audio, self.bounds, {s: self.responses[s] for s in subjects}, self.video)
 
     def digest(self) -> str:
-        """A hash of the audio, windows and responses (part of the tuning run's key)."""
-        return digest({"audio": self.audio, "bounds": {r: list(b) for r, b in self.bounds.items()},
-                       "responses": self.responses})
+        """A hash of the audio, windows, responses and video (part of the tuning run's key)."""
+        content = {"audio": self.audio, "bounds": {r: list(b) for r, b in self.bounds.items()}, "responses": self.responses}
+        if self.video is not None:
+            content["video"] = {r: [np.asarray(f), np.asarray(t)] for r, (f, t) in self.video.items()}
+        return digest(content)
 
 
 def tuning_data(ds, subjects: Sequence[str], runs: Sequence[str], voxels: np.ndarray | None = None,
-                window: float = 10.0) -> TuningData:
+                window: float = 10.0, video: bool = False) -> TuningData:
     """A :class:`TuningData` from a dataset with audio.
 
     Parameters
@@ -214,6 +252,8 @@ def tuning_data(ds, subjects: Sequence[str], runs: Sequence[str], voxels: np.nda
         The tuning targets (default: all voxels).
     window : float
         Seconds of audio per TR (:func:`window_bounds`).
+    video : bool
+        Also read each run's frames (``ds.frames(run)``), for an audio-video model.
     """
     for s in subjects:
         if s not in ds.subjects:
@@ -236,4 +276,6 @@ def tuning_data(ds, subjects: Sequence[str], runs: Sequence[str], voxels: np.nda
                     raise ValueError(f"voxels has {len(voxels)} entries but {ds.name} has {y.shape[1]} voxels")
                 y = y[:, np.asarray(voxels, bool)]
             responses[s][r] = y
-    return TuningData(audio, bounds, responses)
+    if video and not hasattr(ds, "frames"):
+        raise ValueError(f"dataset {ds.name!r} has no video; an audio-video model is tuned on a movie dataset")
+    return TuningData(audio, bounds, responses, {r: ds.frames(r) for r in runs} if video else None)

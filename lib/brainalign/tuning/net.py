@@ -1,11 +1,13 @@
-"""The network brain-tuning trains: a speech model with LoRA adapters and one shared linear head.
+"""The networks brain-tuning trains: a model with LoRA adapters on its attention and one shared linear head.
 
-The adapters sit on the attention projections; the frozen prefix of blocks is computed once per window.
+:class:`TuningNet` adapts a speech model's blocks; :class:`AVTuningNet` the fusion layers of the
+audio-video model. Each computes its frozen prefix once per window (:meth:`window_prefix`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -19,20 +21,47 @@ LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 # -- model ----------------------------------------------------------------------------------------
 
 
-def lora_config(rank: int = 8, alpha: float = 32, dropout: float = 0.1, layers: Sequence[int] | None = None):
-    """peft's ``LoraConfig`` on the attention projections (:data:`LORA_TARGETS`) only.
-
-    ``layers``: the transformer blocks that get adapters (default: all).
-    """
+def _lora(rank: int, alpha: float, dropout: float, targets, **where):
     from peft import LoraConfig
 
     if int(rank) < 1:
         raise ValueError(f"rank must be >= 1, got {rank!r}")
     if not 0 <= float(dropout) < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-    where = {} if layers is None else {"layers_to_transform": [int(x) for x in layers], "layers_pattern": "layers"}
-    return LoraConfig(r=int(rank), lora_alpha=float(alpha), lora_dropout=float(dropout), target_modules=list(LORA_TARGETS),
+    return LoraConfig(r=int(rank), lora_alpha=float(alpha), lora_dropout=float(dropout), target_modules=targets,
                       bias="none", **where)
+
+
+def lora_config(rank: int = 8, alpha: float = 32, dropout: float = 0.1, layers: Sequence[int] | None = None):
+    """peft's ``LoraConfig`` on the attention projections (:data:`LORA_TARGETS`) only.
+
+    ``layers``: the transformer blocks that get adapters (default: all).
+    """
+    where = {} if layers is None else {"layers_to_transform": [int(x) for x in layers], "layers_pattern": "layers"}
+    return _lora(rank, alpha, dropout, list(LORA_TARGETS), **where)
+
+
+def av_lora_config(rank: int = 8, alpha: float = 32, dropout: float = 0.1, layers: Sequence[int] | None = None):
+    """peft's ``LoraConfig`` on the attention of the audio-video model's fusion layers only.
+
+    The fusion layers' attention is a ``torch.nn.MultiheadAttention``, adapted by
+    peft as a whole (its input and output projections); the two encoders get no
+    adapter. ``layers``: the fusion layers that get adapters (default: all).
+    """
+    which = r"\d+" if layers is None else "(" + "|".join(str(int(x)) for x in layers) + ")"
+    return _lora(rank, alpha, dropout, rf"layers\.{which}\.self_attn")
+
+
+@contextmanager
+def _attention_without_fastpath() -> Iterator[None]:
+    """Turn off torch's fused inference path of ``TransformerEncoderLayer``, which reads the attention weights
+    directly and so would skip LoRA adapters that are not merged."""
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
 
 
 def _blocks(lm: models.LoadedModel) -> torch.nn.ModuleList:
@@ -112,6 +141,10 @@ class TuningNet(torch.nn.Module):
         self.peft = get_peft_model(lm.model, config)  # injects the adapters into lm.model in place
         self.head = torch.nn.Linear(lm.spec.dim, int(n_outputs))
 
+    def window_prefix(self, data, keys: Sequence[tuple[str, int]]) -> torch.Tensor:
+        """The frozen prefix of windows ``(run, row)`` of a :class:`~brainalign.tuning.TuningData`."""
+        return self.prefix([data.clips(r, np.array([i]))[0] for r, i in keys])
+
     def prefix(self, clips: list[np.ndarray]) -> torch.Tensor:
         training = self.training
         self.eval()
@@ -122,6 +155,97 @@ class TuningNet(torch.nn.Module):
 
     def forward(self, prefix: torch.Tensor) -> torch.Tensor:
         return self.head(last_state_from(self.lm, prefix, self.first).float().mean(dim=1))
+
+    def trainable(self) -> dict[str, torch.nn.Parameter]:
+        return {n: p for n, p in self.named_parameters() if p.requires_grad}
+
+
+class AVTuningNet(torch.nn.Module):
+    """The audio-video fusion model with LoRA adapters on its fusion layers, mean pooling, a shared linear head.
+
+    The two encoders stay frozen, so their tokens of each window are the frozen
+    prefix: the audio tokens that :func:`models.audio_window_tokens` makes from
+    the window's audio and EfficientNet's last state of each frame shown in the
+    window (the tokens :func:`models.av_hidden_states` gives the fusion layers).
+    The fusion layers read them with their adapters, and the head reads the last
+    state averaged over the window's tokens.
+
+    A window's prefix is one tensor of shape ``(n_audio + n_video, d + 2)``:
+    ``n_audio`` rows of audio tokens, then ``n_video`` rows of frame tokens
+    (zero-padded to width ``d``, the wider of the two), each row followed by
+    its time relative to the window's end and 1 for a real token, 0 for padding.
+    ``n_audio`` and ``n_video`` are the most a window of the data holds.
+    """
+
+    def __init__(self, lm: models.LoadedModel, n_outputs: int, config) -> None:
+        from peft import get_peft_model
+
+        super().__init__()
+        if not isinstance(lm.model, models.AudioVideoFusion):
+            raise ValueError(f"AVTuningNet adapts the offline audio-video fusion model, not {lm.spec.name!r}")
+        self.lm, self.fusion = lm, lm.model
+        for p in self.fusion.parameters():
+            p.requires_grad_(False)
+        self.peft = get_peft_model(self.fusion, config)  # injects the adapters into the fusion layers in place
+        self.head = torch.nn.Linear(self.fusion.width, int(n_outputs))
+        self.d_audio, self.d_video = self.fusion.speech_lm.spec.dim, self.fusion.vision_lm.spec.dim
+        self.shape_: tuple[int, int] | None = None  # (n_audio, n_video), set by the first prefix
+
+    def _shape(self, data) -> tuple[int, int]:
+        if self.shape_ is None:
+            seconds = data.window_samples / models.SPEECH_SR
+            n_audio = -(-int(round(seconds * 50)) // round(50 / self.fusion.audio_rate))
+            n_video = 1
+            for r in data.runs:
+                times = np.asarray(data.video[r][1])
+                ends = data.ends(r, np.arange(len(data.bounds[r][0])))
+                n_video = max(n_video, int((np.searchsorted(times, ends) - np.searchsorted(times, ends - seconds)).max()))
+            self.shape_ = (n_audio, n_video)
+        return self.shape_
+
+    def window_prefix(self, data, keys: Sequence[tuple[str, int]]) -> torch.Tensor:
+        """The encoders' tokens of windows ``(run, row)`` of a :class:`~brainalign.tuning.TuningData` with video, packed."""
+        if data.video is None:
+            raise ValueError("an audio-video model is tuned on data with video: tuning_data(..., video=True)")
+        n_audio, n_video = self._shape(data)
+        width = max(self.d_audio, self.d_video)
+        out = np.zeros((len(keys), n_audio + n_video, width + 2), dtype=np.float32)
+        seconds = data.window_samples / models.SPEECH_SR
+        runs = sorted({r for r, _ in keys})
+        for r in runs:
+            at = [k for k, (run, _) in enumerate(keys) if run == r]
+            rows = np.array([keys[k][1] for k in at])
+            _, tokens, times = models.audio_window_tokens(self.fusion, data.audio[r], data.ends(r, rows), seconds)
+            shown = data.frames(r, rows)
+            counts = [len(f) for f, _ in shown]
+            states = (models.vision_hidden_states(self.fusion.vision_lm, np.concatenate([f for f, _ in shown]))[-1]
+                      if sum(counts) else np.zeros((0, self.d_video), np.float32))
+            split = np.split(states, np.cumsum(counts)[:-1])
+            for k, tok, tim, vid, (_, vtimes) in zip(at, tokens, times, split, shown):
+                na, nv = len(tok), len(vid)
+                out[k, :na, : self.d_audio], out[k, :na, width], out[k, :na, width + 1] = tok, tim, 1.0
+                rows_v = slice(n_audio, n_audio + nv)
+                out[k, rows_v, : self.d_video], out[k, rows_v, width], out[k, rows_v, width + 1] = vid, vtimes, 1.0
+        return torch.from_numpy(out).to(self.lm.device)
+
+    def forward(self, prefix: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pooled(prefix))
+
+    def pooled(self, prefix: torch.Tensor) -> torch.Tensor:
+        """The fusion's last state averaged over each window's tokens (what the head reads): (n_windows, width)."""
+        n_audio = self._shape_or_fail()[0]
+        audio, video = prefix[:, :n_audio], prefix[:, n_audio:]
+        dtype = self.fusion.audio_proj.weight.dtype
+        with _attention_without_fastpath():
+            last = self.fusion.fuse(audio[..., : self.d_audio].to(dtype), audio[..., -2], video[..., : self.d_video].to(dtype),
+                                    video[..., -2], audio[..., -1] > 0.5, video[..., -1] > 0.5)[-1]
+        real = prefix[..., -1:].to(last.dtype)
+        return ((last * real).sum(1) / real.sum(1).clamp(min=1)).float()
+
+    def _shape_or_fail(self) -> tuple[int, int]:
+        if self.shape_ is None:
+            raise RuntimeError("no prefix yet: compute one with window_prefix(data, keys) first")
+        return self.shape_
 
     def trainable(self) -> dict[str, torch.nn.Parameter]:
         return {n: p for n, p in self.named_parameters() if p.requires_grad}

@@ -16,7 +16,7 @@ from .. import models
 from ..cache import Cache, atomic_write
 from ..config import release_memory
 from .data import TuningData
-from .net import TuningNet, lora_config
+from .net import AVTuningNet, TuningNet, av_lora_config, lora_config
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +32,14 @@ STRATEGIES = ("in_turn", "mean_loss")
 
 
 class BrainTuner:
-    """Brain-tune a speech model on one or several participants (LoRA + one shared linear head).
+    """Brain-tune a speech or audio-video model on one or several participants (LoRA + one shared linear head).
 
     Parameters
     ----------
     model : str, default="whisper-tiny-en"
-        A speech model of :data:`models.MODELS` (``wav2vec2-base-960h``, ``hubert-base-ls960`` online).
+        A speech model of :data:`models.MODELS` (``wav2vec2-base-960h``, ``hubert-base-ls960`` online),
+        or the audio-video model ``"whisper-efficientnet-fusion"``: its fusion layers get the adapters
+        (:class:`AVTuningNet`, :func:`av_lora_config`; the encoders stay frozen), and the data need video.
     rank, alpha, dropout : int, float, float, default=8, 32, 0.1
         LoRA settings (:func:`lora_config`).
     lr : float, default=1e-4
@@ -57,8 +59,8 @@ class BrainTuner:
         Participants' losses back-propagated one after the other (one optimiser
         step each) or averaged (one step per batch).
     lora_layers : int or None, default=None
-        Adapt only the last ``lora_layers`` transformer blocks (None: all, as
-        the study). The blocks below are then frozen too: their output is
+        Adapt only the last ``lora_layers`` transformer blocks (fusion layers
+        of an audio-video model; None: all, as the study). The blocks below are then frozen too: their output is
         computed once per window, without gradients, which makes an epoch
         cheaper (a scaled-down run on a CPU).
     train_fraction : float, default=1.0
@@ -145,9 +147,9 @@ class BrainTuner:
 
     def _validate(self) -> models.ModelSpec:
         spec = models.resolve(self.model)  # unknown names: a ValueError listing the valid ones
-        if spec.kind != "speech":
-            raise ValueError(f"model {self.model!r} is a {spec.kind} model; brain-tuning reads speech models: "
-                             f"{', '.join(models.model_names('speech'))}")
+        if spec.kind not in ("speech", "audio-video") or (spec.kind == "audio-video" and spec.name != "whisper-efficientnet-fusion"):
+            raise ValueError(f"model {self.model!r} is a {spec.kind} model; brain-tuning reads speech models "
+                             f"({', '.join(models.model_names('speech'))}) or 'whisper-efficientnet-fusion'")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; valid: {list(STRATEGIES)}")
         if self.lora_layers is not None and not 1 <= int(self.lora_layers) <= spec.n_layers:
@@ -188,6 +190,8 @@ class BrainTuner:
                 raise ValueError(f"unknown run {r!r}; valid: {data.runs}")
         if not train_runs or not val_runs or set(train_runs) & set(val_runs):
             raise ValueError(f"train_runs {train_runs} and val_runs {val_runs} must be non-empty and disjoint")
+        if spec.kind == "audio-video" and data.video is None:
+            raise ValueError(f"{spec.name} is an audio-video model: tune it on data with video (tuning_data(..., video=True))")
         lm = models.load_model(spec, device=self.device)
         self.subjects_ = list(data.subjects)
         self.train_runs_, self.val_runs_ = train_runs, val_runs
@@ -204,9 +208,18 @@ class BrainTuner:
         self.base_revision_ = lm.revision
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(self.seed))
-            first = 0 if self.lora_layers is None else lm.spec.n_layers - int(self.lora_layers)
-            config = lora_config(self.rank, self.alpha, self.dropout, None if first == 0 else range(first, lm.spec.n_layers))
-            self.net_ = TuningNet(lm, data.n_voxels, config, first).to(self.device)
+            if spec.kind == "audio-video":
+                n = len(lm.model.layers)
+                if self.lora_layers is not None and int(self.lora_layers) > n:
+                    raise ValueError(f"lora_layers={self.lora_layers!r}: {spec.name} has {n} fusion layers; "
+                                     f"give 1..{n} or None (all)")
+                first = 0 if self.lora_layers is None else n - int(self.lora_layers)
+                config = av_lora_config(self.rank, self.alpha, self.dropout, None if first == 0 else range(first, n))
+                self.net_ = AVTuningNet(lm, data.n_voxels, config).to(self.device)
+            else:
+                first = 0 if self.lora_layers is None else lm.spec.n_layers - int(self.lora_layers)
+                config = lora_config(self.rank, self.alpha, self.dropout, None if first == 0 else range(first, lm.spec.n_layers))
+                self.net_ = TuningNet(lm, data.n_voxels, config, first).to(self.device)
             self._store, self._slots, self._keep = None, {}, None
             self._train(data, refit)
         self._store, self._slots = None, {}  # only training reads them
@@ -231,8 +244,7 @@ class BrainTuner:
         """
         missing = [key for key in batch if key not in self._slots]
         if missing:  # in chunks of 8 windows: the frozen blocks' transient memory stays small
-            states = torch.cat([self.net_.prefix([data.clips(r, np.array([i]))[0] for r, i in missing[k : k + 8]]).half()
-                                for k in range(0, len(missing), 8)])
+            states = torch.cat([self.net_.window_prefix(data, missing[k : k + 8]).half() for k in range(0, len(missing), 8)])
             if self._keep is None:  # decide once, from the size of one window's state
                 n_windows = sum(len(data.bounds[r][0]) for r in self.train_runs_ + self.val_runs_)
                 self._keep = states[0].numel() * states.element_size() * n_windows <= float(self.keep_prefix_gb) * 1e9
@@ -404,6 +416,9 @@ class BrainTuner:
         ndarray of shape (n_clips, n_voxels)
         """
         self._check_fitted()
+        if isinstance(self.net_, AVTuningNet):
+            raise ValueError("predict reads audio clips; a tuned audio-video model's predictions need its windows' video: "
+                             "use tuned_model() and its features")
         with torch.no_grad():
             z = self.net_(self.net_.prefix(clips)).cpu().numpy()
         if subject is None:
@@ -413,7 +428,8 @@ class BrainTuner:
         return z * self.y_scale_[subject] + self.y_mean_[subject]
 
     def tuned_model(self) -> models.LoadedModel:
-        """The tuned speech model with the adapters merged, for :func:`features.speech_tr_features`.
+        """The tuned model with the adapters merged, for :func:`features.speech_tr_features` (or
+        :func:`movie_features.av_tr_features` for the audio-video model).
 
         Returns
         -------
