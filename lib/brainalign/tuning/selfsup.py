@@ -473,9 +473,9 @@ def pretrain_fusion(
     history : DataFrame
         One row per epoch, epoch 0 before training: ``epoch``, ``steps``
         (optimiser steps so far), ``train_loss`` (mean over the epoch's
-        steps), ``heldout_loss`` and ``heldout_accuracy`` (over fixed pairs
-        of the held-out clips: one positive and one negative per window;
-        chance 0.5). ``history.attrs`` holds ``n_train_clips``,
+        steps; NaN at epoch 0), ``heldout_loss`` and ``heldout_accuracy``
+        (over fixed pairs of the held-out clips: one positive and one
+        negative per window; chance 0.5). ``history.attrs`` holds ``n_train_clips``,
         ``n_heldout_clips``, ``n_train_windows``, ``n_heldout_windows``,
         ``audio_seconds`` (of all clips) and ``train_seconds`` (of the run
         that trained, clips and tokens included).
