@@ -199,7 +199,7 @@ class AVTuningNet(torch.nn.Module):
             for r in data.runs:
                 times = np.asarray(data.video[r][1])
                 ends = data.ends(r, np.arange(len(data.bounds[r][0])))
-                n_video = max(n_video, int((np.searchsorted(times, ends) - np.searchsorted(times, ends - seconds)).max()))
+                n_video = max(n_video, max(len(models.window_frames(times, end, seconds)) for end in ends))
             self.shape_ = (n_audio, n_video)
         return self.shape_
 
