@@ -248,6 +248,10 @@ def test_held_out_scores_fit_every_participant_at_once():
         alone = RidgeEncoder(**kw).fit(np.concatenate([X[r] for r in runs[:3]]), np.concatenate([Y[s][r] for r in runs[:3]]),
                                        runs=groups)
         np.testing.assert_allclose(got[s], pearson_r(Y[s]["test"], alone.predict(X["test"])), rtol=1e-5, atol=1e-6)
+        # the predictions behind the scores: each participant's own columns, in the test run's shape
+        predicted = encoding.held_out_predictions(X, Y, runs[:3], "test", **kw)[s]
+        assert predicted.shape == Y[s]["test"].shape
+        np.testing.assert_allclose(predicted, alone.predict(X["test"]), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match=r"missing: \[\('noise', 'test'\)\]"):
         encoding.held_out_scores(X, {**Y, "noise": {r: Y["noise"][r] for r in runs[:3]}}, runs[:3], "test", **kw)
 

@@ -737,3 +737,26 @@ def test_multimodal_instruct_errors():
         instruct.multimodal_instruct_tr_features("whisper-tiny-en", "what?", trs, audio=audio, sr=SR)
     with pytest.raises(ValueError, match="WhisperEncoder is not a supported"):
         models.instruct_medium(torch.nn.Module.__new__(type("WhisperEncoder", (torch.nn.Module,), {})))
+
+
+def test_av_tr_features_shared_equals_one_call_per_model(fusion, whisper, effnet, clip, monkeypatch):
+    """Fusion models that share their encoders: the encoders run once, and each model gets exactly its own features."""
+    audio, frames, frame_times, trs = clip
+    other = dataclasses.replace(fusion, model=models.AudioVideoFusion(whisper, effnet, seed=1).eval(), revision="other-fusion")
+    kwargs = {"window": 2.0, "layers": [3, 21, 23, 24], "cache": False}
+    alone = [movie_features.av_tr_features(m, audio, SR, frames, frame_times, trs, **kwargs) for m in (fusion, other)]
+    calls = []
+    tokens = models.audio_window_tokens
+    monkeypatch.setattr(models, "audio_window_tokens", lambda *a, **k: calls.append(1) or tokens(*a, **k))
+    shared = movie_features.av_tr_features_shared([fusion, other], audio, SR, frames, frame_times, trs, **kwargs)
+    assert len(calls) == 1  # Whisper over the windows once, for both models
+    for a, b in zip(alone, shared):
+        for x, y in zip(a, b):
+            np.testing.assert_allclose(x, y, atol=1e-5)
+    assert np.array_equal(shared[0][0], shared[1][0]) and not np.allclose(shared[0][-1], shared[1][-1])
+    speech = dataclasses.replace(whisper, revision="another-whisper")
+    stranger = dataclasses.replace(fusion, model=models.AudioVideoFusion(speech, effnet, seed=0).eval())
+    with pytest.raises(ValueError, match="encoders differ"):
+        movie_features.av_tr_features_shared([fusion, stranger], audio, SR, frames, frame_times, trs, **kwargs)
+    with pytest.raises(ValueError, match="lms is empty"):
+        movie_features.av_tr_features_shared([], audio, SR, frames, frame_times, trs)

@@ -9,8 +9,9 @@ regression with one regularisation strength per target, chosen by
 cross-validation over contiguous blocks of time (:func:`contiguous_folds`),
 with himalaya [1]_. Models are scored with the Pearson correlation between
 predicted and measured responses on held-out data (:func:`pearson_r`,
-:func:`cross_validated_scores`, :func:`held_out_scores` for several participants
-who heard the same stimulus).
+:func:`cross_validated_scores`; :func:`held_out_scores` and
+:func:`held_out_predictions` for several participants who heard the same
+stimulus).
 
 The computations run on a himalaya backend: ``"torch"`` on the CPU when torch
 can be imported (about 1.5x faster than ``"numpy"`` on the machines we
@@ -56,6 +57,7 @@ __all__ = [
     "contiguous_folds",
     "cross_validated_scores",
     "delay_within_runs",
+    "held_out_predictions",
     "held_out_scores",
     "pearson_r",
     "resolve_backend",
@@ -645,14 +647,14 @@ def cross_validated_scores(
     return pearson_r(Y, predictions), predictions
 
 
-def held_out_scores(
+def held_out_predictions(
     X: Mapping[str, np.ndarray],
     Y: Mapping[str, Mapping[str, np.ndarray]],
     train_runs: Sequence[str],
     test_run: str,
     **encoder_kwargs: object,
 ) -> dict[str, np.ndarray]:
-    """Held-out Pearson r of every voxel of several participants who heard the same stimulus, from one fit.
+    """Held-out predictions of every voxel of several participants who heard the same stimulus, from one fit.
 
     The participants share the features, so one :class:`RidgeEncoder` fits all their voxels
     side by side (one decomposition of the features serves every target); each voxel still
@@ -667,22 +669,48 @@ def held_out_scores(
     train_runs : sequence of str
         The runs the encoder is fitted on.
     test_run : str
-        The run it is scored on.
+        The run it predicts (its responses are not read, beyond their shape).
     **encoder_kwargs
         Parameters of :class:`RidgeEncoder` (``delays``, ``n_folds``, ``alphas``, ...).
+
+    Returns
+    -------
+    dict of participant -> array of shape (n_trs of test_run, n_voxels)
+        The prediction of each voxel's response to ``test_run``.
+    """
+    runs = list(train_runs) + [test_run]
+    missing = [(s, r) for s in Y for r in runs if r not in Y[s]] + [("features", r) for r in runs if r not in X]
+    if not Y or not train_runs or missing:
+        raise ValueError(f"held-out fits need participants, training runs, and every run in X and Y; missing: {missing}")
+    subjects = list(Y)
+    groups = np.concatenate([np.full(len(X[r]), i) for i, r in enumerate(train_runs)])
+    targets = np.concatenate([np.concatenate([Y[s][r] for r in train_runs]) for s in subjects], axis=1)
+    encoder = RidgeEncoder(**encoder_kwargs).fit(np.concatenate([X[r] for r in train_runs]), targets, runs=groups)
+    predicted = encoder.predict(X[test_run])
+    return dict(zip(subjects, np.split(predicted, np.cumsum([Y[s][test_run].shape[1] for s in subjects])[:-1], axis=1)))
+
+
+def held_out_scores(
+    X: Mapping[str, np.ndarray],
+    Y: Mapping[str, Mapping[str, np.ndarray]],
+    train_runs: Sequence[str],
+    test_run: str,
+    **encoder_kwargs: object,
+) -> dict[str, np.ndarray]:
+    """Held-out Pearson r of every voxel of several participants who heard the same stimulus, from one fit.
+
+    The predictions of :func:`held_out_predictions` (one encoder for every participant's
+    voxels, each voxel with its own penalty) scored against ``test_run``'s responses.
+
+    Parameters
+    ----------
+    X, Y, train_runs, test_run, **encoder_kwargs
+        As in :func:`held_out_predictions`.
 
     Returns
     -------
     dict of participant -> array of shape (n_voxels,)
         Pearson r of each voxel's prediction of ``test_run``.
     """
-    runs = list(train_runs) + [test_run]
-    missing = [(s, r) for s in Y for r in runs if r not in Y[s]] + [("features", r) for r in runs if r not in X]
-    if not Y or not train_runs or missing:
-        raise ValueError(f"held_out_scores needs participants, training runs, and every run in X and Y; missing: {missing}")
-    subjects = list(Y)
-    groups = np.concatenate([np.full(len(X[r]), i) for i, r in enumerate(train_runs)])
-    targets = np.concatenate([np.concatenate([Y[s][r] for r in train_runs]) for s in subjects], axis=1)
-    encoder = RidgeEncoder(**encoder_kwargs).fit(np.concatenate([X[r] for r in train_runs]), targets, runs=groups)
-    r = pearson_r(np.concatenate([Y[s][test_run] for s in subjects], axis=1), encoder.predict(X[test_run]))
-    return dict(zip(subjects, np.split(r, np.cumsum([Y[s][test_run].shape[1] for s in subjects])[:-1])))
+    predicted = held_out_predictions(X, Y, train_runs, test_run, **encoder_kwargs)
+    return {s: pearson_r(Y[s][test_run], p) for s, p in predicted.items()}

@@ -2,7 +2,8 @@
 
 :func:`vision_tr_features` brings a vision model's pooled per-frame states
 (:func:`models.vision_hidden_states`) to the volumes; :func:`av_tr_features`
-reads an audio-video model over one window of sound and frames per volume.
+reads an audio-video model over one window of sound and frames per volume
+(:func:`av_tr_features_shared`: several such models that share their encoders, at once).
 Both share the frames' states (:func:`frame_states`) and are cached like the
 word and speech features of :mod:`brainalign.features`, through its
 :func:`~brainalign.features.cached_layers`.
@@ -16,12 +17,12 @@ import numpy as np
 
 from .cache import Cache
 from .features import VERSION, cached_layers, check_times
-from .models import LoadedModel
+from .models import SPEECH_SR, LoadedModel
 
-__all__ = ["av_tr_features", "frame_states", "vision_tr_features"]
+__all__ = ["av_tr_features", "av_tr_features_shared", "frame_states", "vision_tr_features"]
 
 
-def frame_states(lm: LoadedModel, frames: np.ndarray, batch_size: int = 32, cache: bool = True) -> list[np.ndarray]:
+def frame_states(lm: LoadedModel, frames: np.ndarray, batch_size: int = 8, cache: bool = True) -> list[np.ndarray]:
     """:func:`models.vision_hidden_states` of a movie's frames, cached (shared by vision and audio-video features).
 
     Returns
@@ -161,24 +162,100 @@ def av_tr_features(
     list of ndarrays of float32, one per selected layer, layer ``k`` of shape (n_trs, spec.hidden_dims()[k])
         For ``"whisper-efficientnet-fusion"``: widths 384 (layers 0-4), 32-320 (5-21), 256 (22-24).
     """
-    from .models import av_hidden_states, check_audio, check_images
+    from .models import av_hidden_states
+
+    audio, frames, parts = _av_parts(audio, sr, frames, frame_times, times, window)
+
+    def run(lm: LoadedModel, layer_list: list[int]) -> list[np.ndarray]:
+        video = frame_states(lm.model.vision_lm, frames, cache=cache) if len(frames) and hasattr(lm.model, "vision_lm") else None
+        states = av_hidden_states(lm, audio, SPEECH_SR, frames, parts["frame_times"], parts["times"], window=float(window),
+                                  batch_size=batch_size, video_states=video)
+        return [states[layer] for layer in layer_list]
+
+    return cached_layers("av_tr_features", model, "audio-video", layers, parts, cache, run)
+
+
+def av_tr_features_shared(
+    lms: Sequence[LoadedModel],
+    audio: np.ndarray,
+    sr: int,
+    frames: np.ndarray,
+    frame_times: np.ndarray,
+    times: np.ndarray,
+    window: float = 3.0,
+    layers: Sequence[int] | None = None,
+    batch_size: int = 16,
+    cache: bool = True,
+) -> list[list[np.ndarray]]:
+    """:func:`av_tr_features` for several fusion models that share their encoders, at once.
+
+    The same features, cached under the same entries, as one call per model.
+    The encoders' work (Whisper over each window's audio, EfficientNet over
+    each frame) is done once, by the first model whose features are not
+    cached, for itself and every model after it; each model then runs only its
+    own fusion layers. The pretrained model, a copy brain-tuned with adapters
+    on its fusion layers and one with fusion layers trained further
+    (:func:`tuning.continue_selfsup`) share their encoders: three models cost
+    about one.
+
+    Parameters
+    ----------
+    lms : sequence of LoadedModel
+        Fusion models (``load_model("whisper-efficientnet-fusion")``, its tuned
+        copies, :func:`models.build_av_fusion`) whose encoders have the same revisions.
+    audio, sr, frames, frame_times, times, window, layers, batch_size, cache
+        See :func:`av_tr_features`.
+
+    Returns
+    -------
+    list, one per model, of lists of ndarrays of float32 (one per selected layer), each of shape (n_trs, dim)
+
+    Raises
+    ------
+    ValueError
+        When ``lms`` is empty, a model is not the fusion model, or their encoders differ.
+    """
+    from .models import AudioVideoFusion, audio_window_tokens, av_hidden_states
+
+    lms = list(lms)
+    if not lms:
+        raise ValueError("lms is empty: give at least one loaded fusion model")
+    if not all(isinstance(lm, LoadedModel) and isinstance(lm.model, AudioVideoFusion) for lm in lms):
+        raise ValueError("av_tr_features_shared reads fusion models (whisper-efficientnet-fusion and its tuned copies), loaded")
+    encoders = {(lm.model.speech_lm.revision, lm.model.vision_lm.revision) for lm in lms}
+    if len(encoders) > 1:
+        raise ValueError(f"the models' encoders differ ({sorted(encoders)}); compute their features one model at a time")
+    audio, frames, parts = _av_parts(audio, sr, frames, frame_times, times, window)
+    computed: dict[int, list[np.ndarray]] = {}
+
+    def run_for(i: int):
+        def run(_lm: LoadedModel, layer_list: list[int]) -> list[np.ndarray]:
+            if i not in computed:
+                video = frame_states(lms[i].model.vision_lm, frames, cache=cache)
+                tokens = audio_window_tokens(lms[i].model, audio, parts["times"], float(window), int(batch_size))
+                for j, lm in enumerate(lms[i:]):
+                    computed[i + j] = av_hidden_states(lm, audio, SPEECH_SR, frames, parts["frame_times"], parts["times"],
+                                                       window=float(window), batch_size=batch_size, video_states=video,
+                                                       audio_tokens=tokens)
+            return [computed[i][layer] for layer in layer_list]
+        return run
+
+    return [cached_layers("av_tr_features", lm, "audio-video", layers, parts, cache, run_for(i)) for i, lm in enumerate(lms)]
+
+
+def _av_parts(audio: np.ndarray, sr: int, frames: np.ndarray, frame_times: np.ndarray, times: np.ndarray,
+              window: float) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The checked inputs of an audio-video feature call: the audio at 16 kHz, the frames, and the cache key's parts."""
+    from .models import check_audio, check_images
 
     times = check_times(times)
-    audio = np.asarray(audio)
-    check_audio(audio, sr)
+    raw = np.asarray(audio)
+    audio = check_audio(raw, sr)
     frames = check_images(frames)
     frame_times = np.asarray(frame_times, dtype=float)
     if frame_times.shape != (len(frames),) or np.any(np.diff(frame_times) <= 0):
         raise ValueError(f"frame_times must be increasing with shape ({len(frames)},), got shape {frame_times.shape}")
     if not (np.isfinite(window) and 0 < window <= 30):
         raise ValueError(f"window={window!r} must be a number of seconds in (0, 30]")
-
-    def run(lm: LoadedModel, layer_list: list[int]) -> list[np.ndarray]:
-        video = frame_states(lm.model.vision_lm, frames, cache=cache) if len(frames) and hasattr(lm.model, "vision_lm") else None
-        states = av_hidden_states(lm, audio, sr, frames, frame_times, times, window=float(window), batch_size=batch_size,
-                                  video_states=video)
-        return [states[layer] for layer in layer_list]
-
-    parts = {"audio": audio, "sr": int(sr), "frames": frames, "frame_times": frame_times, "times": times,
-             "window": float(window)}
-    return cached_layers("av_tr_features", model, "audio-video", layers, parts, cache, run)
+    parts = {"audio": raw, "sr": int(sr), "frames": frames, "frame_times": frame_times, "times": times, "window": float(window)}
+    return audio, frames, parts

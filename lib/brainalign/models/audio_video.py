@@ -288,7 +288,8 @@ def audio_window_tokens(fusion: AudioVideoFusion, audio: np.ndarray, ends: np.nd
 
 def av_hidden_states(lm: LoadedModel, audio: np.ndarray, sr: int, frames: np.ndarray, frame_times: np.ndarray,
                      ends: np.ndarray, window: float = 3.0, batch_size: int = 16,
-                     video_states: list[np.ndarray] | None = None) -> list[np.ndarray]:
+                     video_states: list[np.ndarray] | None = None,
+                     audio_tokens: tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]] | None = None) -> list[np.ndarray]:
     """Layerwise states of the audio-video fusion model over windows ``[end - window, end)``.
 
     Each window is read alone: Whisper runs on exactly the window's audio
@@ -317,6 +318,10 @@ def av_hidden_states(lm: LoadedModel, audio: np.ndarray, sr: int, frames: np.nda
         Windows per Whisper forward pass.
     video_states : list of arrays, optional
         ``vision_hidden_states(lm.model.vision_lm, frames)``, if already at hand.
+    audio_tokens : tuple, optional
+        ``audio_window_tokens(lm.model, audio, ends, window)``, if already at
+        hand (models that share the encoders share them: a tuned copy and its
+        pretrained model).
 
     Returns
     -------
@@ -353,7 +358,12 @@ def av_hidden_states(lm: LoadedModel, audio: np.ndarray, sr: int, frames: np.nda
         video_states = vision_hidden_states(vision_lm, frames)
     if len(video_states) != n_video_states or any(len(v) != len(frames) for v in video_states):
         raise ValueError(f"video_states must be {n_video_states} arrays of {len(frames)} rows (vision_hidden_states of the frames)")
-    means, tokens, token_times = audio_window_tokens(fusion, audio, ends, float(window), int(batch_size))
+    if audio_tokens is None:
+        audio_tokens = audio_window_tokens(fusion, audio, ends, float(window), int(batch_size))
+    means, tokens, token_times = audio_tokens
+    if len(means) != n_audio_states or any(len(x) != len(ends) for x in (*means, tokens, token_times)):
+        raise ValueError(f"audio_tokens must be audio_window_tokens of the {len(ends)} windows ({n_audio_states} state means, "
+                         "then the tokens and their times)")
     out[:n_audio_states] = means
     dtype, device = fusion.audio_proj.weight.dtype, lm.device
     with torch.inference_mode():

@@ -15,6 +15,7 @@ import io
 import numpy as np
 import torch
 
+from .. import config
 from .registry import LoadedModel, check_kind, package_version
 
 __all__ = ["ImagePreprocessor", "check_images", "efficientnet", "vision_hidden_states"]
@@ -110,7 +111,7 @@ def _videomae_states(lm: LoadedModel, frames: np.ndarray) -> list[torch.Tensor]:
     return out
 
 
-def vision_hidden_states(lm: LoadedModel, images: np.ndarray, batch_size: int = 32) -> list[np.ndarray]:
+def vision_hidden_states(lm: LoadedModel, images: np.ndarray, batch_size: int = 8) -> list[np.ndarray]:
     """Layerwise hidden states of a vision model, one vector per image.
 
     EfficientNet: the stem's output and each MBConv block's output, averaged
@@ -128,7 +129,9 @@ def vision_hidden_states(lm: LoadedModel, images: np.ndarray, batch_size: int = 
         preprocessor does.
     batch_size : int
         Images per forward pass (VideoMAE: clips per forward pass is
-        ``max(1, batch_size // 16)``).
+        ``max(1, batch_size // 16)``). On 2 CPU cores 8 EfficientNet images
+        a pass are as fast as 32, and peak at 0.14 GB above the model
+        instead of 0.44 GB.
 
     Returns
     -------
@@ -153,4 +156,6 @@ def vision_hidden_states(lm: LoadedModel, images: np.ndarray, batch_size: int = 
                 x = lm.processor(images=list(batch), return_tensors="pt")["pixel_values"].to(lm.device, dtype)
                 states = [s.mean(1) for s in lm.model(pixel_values=x, output_hidden_states=True).hidden_states]
             parts.append([s.float().cpu().numpy() for s in states])
+            del states
+            config.release_memory()  # each batch's freed activations: kept in the heap, they add up to 0.5 GB over 450 frames
     return [np.concatenate([p[k] for p in parts], axis=0) for k in range(len(parts[0]))]

@@ -190,6 +190,9 @@ class AVTuningNet(torch.nn.Module):
         self.head = torch.nn.Linear(self.fusion.width, int(n_outputs))
         self.d_audio, self.d_video = self.fusion.speech_lm.spec.dim, self.fusion.vision_lm.spec.dim
         self.shape_: tuple[int, int] | None = None  # (n_audio, n_video), set by the first prefix
+        # EfficientNet's last state of every frame of a run, computed once per run: a frame is shown in the windows
+        # of several volumes (about window / TR of them), and the encoder reads each frame alone
+        self._frame_tokens: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # run -> (its frames, their tokens)
 
     def _shape(self, data) -> tuple[int, int]:
         if self.shape_ is None:
@@ -215,13 +218,15 @@ class AVTuningNet(torch.nn.Module):
         for r in runs:
             at = [k for k, (run, _) in enumerate(keys) if run == r]
             rows = np.array([keys[k][1] for k in at])
-            _, tokens, times = models.audio_window_tokens(self.fusion, data.audio[r], data.ends(r, rows), seconds)
-            shown = data.frames(r, rows)
-            counts = [len(f) for f, _ in shown]
-            states = (models.vision_hidden_states(self.fusion.vision_lm, np.concatenate([f for f, _ in shown]))[-1]
-                      if sum(counts) else np.zeros((0, self.d_video), np.float32))
-            split = np.split(states, np.cumsum(counts)[:-1])
-            for k, tok, tim, vid, (_, vtimes) in zip(at, tokens, times, split, shown):
+            ends = data.ends(r, rows)
+            _, tokens, times = models.audio_window_tokens(self.fusion, data.audio[r], ends, seconds)
+            frames, frame_times = data.video[r]
+            if r not in self._frame_tokens or self._frame_tokens[r][0] is not frames:
+                self._frame_tokens[r] = (frames, models.vision_hidden_states(self.fusion.vision_lm, frames)[-1])
+            frame_tokens, frame_times = self._frame_tokens[r][1], np.asarray(frame_times)
+            for k, tok, tim, end in zip(at, tokens, times, ends):
+                inside = models.window_frames(frame_times, end, seconds)
+                vid, vtimes = frame_tokens[inside], frame_times[inside] - end
                 na, nv = len(tok), len(vid)
                 out[k, :na, : self.d_audio], out[k, :na, width], out[k, :na, width + 1] = tok, tim, 1.0
                 rows_v = slice(n_audio, n_audio + nv)
