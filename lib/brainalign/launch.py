@@ -93,6 +93,7 @@ NEEDS: dict[str, Needs] = {
     "00_quickstart": Needs(("simulated",)),
     "01_property_removal": Needs(("simulated",)),
     "02_control_analyses": Needs(("simulated",)),
+    "03_multimodal_brain_tuning": Needs(("simulated-movie",)),
     "04_multiparticipant_brain_tuning": Needs(("simulated", "simulated-movie")),
     "05_input_attribution": Needs(("simulated",)),
 }
