@@ -65,8 +65,9 @@ class Simulated(DS003020):
 class SimulatedMovie(Dataset):
     """The simulated movie-watching cohort (see ``brainalign.simulate.generate_movie``).
 
-    Seven short episodes (six train, one test presented ``n_repeats`` times):
-    shots of natural images with slow camera motion (:func:`brainalign.stimuli.make_movie`)
+    Eleven episodes of about 90 s (ten train, one test presented ``n_repeats``
+    times, four by default; the split manifest names them), watched by ten
+    participants, five of them held out: shots of natural images with slow camera motion (:func:`brainalign.stimuli.make_movie`)
     and a dialogue of two speakers. TR 1.49 s as in CNeuroMod; volume ``k`` is
     acquired over the movie interval ``[k * tr, (k + 1) * tr)`` (onsets:
     ``tr_times``) and stands for its middle (``sample_times``). Layout::
