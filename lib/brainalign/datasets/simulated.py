@@ -67,8 +67,9 @@ class SimulatedMovie(Dataset):
 
     Eleven episodes of about 90 s (ten train, one test presented ``n_repeats``
     times, four by default; the split manifest names them), watched by ten
-    participants, five of them held out: shots of natural images with slow camera motion (:func:`brainalign.stimuli.make_movie`)
-    and a dialogue of two speakers. TR 1.49 s as in CNeuroMod; volume ``k`` is
+    participants, five of them held out: shots of natural images with slow
+    camera motion (:func:`brainalign.stimuli.make_movie`) and a dialogue of
+    two speakers. TR 1.49 s as in CNeuroMod; volume ``k`` is
     acquired over the movie interval ``[k * tr, (k + 1) * tr)`` (onsets:
     ``tr_times``) and stands for its middle (``sample_times``). Layout::
 
