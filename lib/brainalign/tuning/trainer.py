@@ -22,8 +22,6 @@ log = logging.getLogger(__name__)
 
 #: bump when a tuning run's numbers change for the same parameters (3: the frozen prefix through float16, micro-batches)
 TUNING_VERSION = 3
-#: the modules that get LoRA adapters (attention projections of Whisper, wav2vec2 and HuBERT)
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 #: how the participants' losses are combined
 STRATEGIES = ("in_turn", "mean_loss")
 
