@@ -545,6 +545,39 @@ def test_instruct_tr_features(smollm, monkeypatch):
                                   first[0])
 
 
+def test_instruct_tr_features_shared(smollm, monkeypatch):
+    """Several instructions over one transcript read: the features and the cache entries of one call per instruction."""
+    ds, layers = _TinyMovie(), [0, 15, 30]
+    tasks = instruct.instructions(["Video Captioning", "Emotion & Sentiment", "Speaker Identification"])
+    alone = [instruct.instruct_tr_features(smollm, ds, "ep1", x, layers=layers, batch_size=2, cache=False) for x in tasks.values()]
+    shared = instruct.instruct_tr_features_shared(smollm, ds, "ep1", list(tasks.values()), layers=layers, batch_size=3, cache=False)
+    for a, b in zip(alone, shared):
+        for x, y in zip(a, b):
+            np.testing.assert_allclose(x, y, atol=2e-4)
+    assert not np.allclose(shared[0][2], shared[1][2], atol=1e-2)  # the instruction changes the states
+    first = instruct.instruct_tr_features(smollm, ds, "ep1", tasks["Emotion & Sentiment"], layers=[15])  # cached alone
+    monkeypatch.setattr(instruct, "_instruct_states", lambda lm, prefix, cuts, suffixes, *a: [[np.full((len(cuts), 576), 7.0)]
+                                                                                            for _ in suffixes])
+    both = instruct.instruct_tr_features_shared(smollm, ds, "ep1", [tasks["Emotion & Sentiment"], tasks["Video Captioning"]],
+                                                layers=[15])
+    np.testing.assert_array_equal(both[0][0], first[0])  # read from the entry of the call alone
+    assert np.all(both[1][0] == 7.0)  # computed here (by the stand-in)
+    with pytest.raises(ValueError, match="instructions is empty"):
+        instruct.instruct_tr_features_shared(smollm, ds, "ep1", [])
+
+
+def test_instructions_tables():
+    assert len(instruct.VIDEO_INSTRUCTIONS) == 13 and len(instruct.AUDIO_INSTRUCTIONS) == 5
+    assert sorted(t for g in instruct.TASK_GROUPS.values() for t in g) == sorted(instruct.VIDEO_INSTRUCTIONS)
+    assert list(instruct.instructions("audio")) == list(instruct.AUDIO_INSTRUCTIONS)
+    assert instruct.instructions("Social & affective understanding") == {"Emotion & Sentiment": instruct.VIDEO_INSTRUCTIONS[
+        "Emotion & Sentiment"]}
+    with pytest.raises(ValueError, match="unknown task\\(s\\) \\['Dancing'\\]; valid tasks: Action Recognition"):
+        instruct.instructions(["Video Captioning", "Dancing"])
+    with pytest.raises(ValueError, match="unknown task set 'visual'; valid: 'video', 'audio', a task group"):
+        instruct.instructions("visual")
+
+
 def test_instruct_tr_features_errors(monkeypatch):
     from brainalign import simulate
 

@@ -59,7 +59,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import config
-from .encoding import cross_validated_scores
+from .encoding import RidgeEncoder, cross_validated_scores, pearson_r
 
 __all__ = [
     "CrossSubjectCeiling",
@@ -231,6 +231,7 @@ def cross_subject_ceiling(
     n_folds: int = 4,
     gap: int = 5,
     seed: int = 0,
+    test_responses_by_subject: Sequence[np.ndarray] | None = None,
     **encoder_kwargs: object,
 ) -> CrossSubjectCeiling:
     """Noise ceiling from how well other subjects predict a subject (Schrimpf et al. 2021).
@@ -263,6 +264,9 @@ def cross_subject_ceiling(
         Outer cross-validation (see :func:`~brainalign.encoding.cross_validated_scores`).
     seed : int, default=0
         Seed of the random draws.
+    test_responses_by_subject : list of arrays of shape (n_test_samples, n_targets), optional
+        The subjects' responses to a held-out stimulus, in the same order: the
+        draws are scored there, fitted on all of ``responses_by_subject``.
     **encoder_kwargs
         Parameters of :class:`~brainalign.encoding.RidgeEncoder` (``alphas``,
         ``backend``, ...); ``delays`` defaults to ``(0,)``.
@@ -283,6 +287,12 @@ def cross_subject_ceiling(
     if not isinstance(n_subsets, (int, np.integer)) or n_subsets < 1:
         raise ValueError(f"n_subsets={n_subsets!r} must be a positive integer")
     encoder_kwargs.setdefault("delays", (0,))
+    tests = None
+    if test_responses_by_subject is not None:
+        tests = [np.asarray(y, dtype=np.float64) for y in test_responses_by_subject]
+        if len(tests) != n_subjects or any(y.ndim != 2 or y.shape[1] != shape[1] or y.shape != tests[0].shape for y in tests):
+            raise ValueError(f"test_responses_by_subject must hold {n_subjects} arrays of one shape (n_test_samples, {shape[1]}); "
+                             f"got {[y.shape for y in tests]}")
     gen = config.rng(seed, "cross_subject_ceiling")
     n_predictors = np.arange(1, n_subjects)
     curve = np.zeros((len(n_predictors), shape[1]))
@@ -292,7 +302,11 @@ def cross_subject_ceiling(
             others = [s for s in range(n_subjects) if s != target]
             chosen = gen.choice(others, size=k, replace=False)
             X = np.concatenate([subjects[s] for s in sorted(chosen)], axis=1)
-            scores, _ = cross_validated_scores(X, subjects[target], None, n_folds, gap, **dict(encoder_kwargs))
+            if tests is None:
+                scores, _ = cross_validated_scores(X, subjects[target], None, n_folds, gap, **dict(encoder_kwargs))
+            else:
+                fitted = RidgeEncoder(**dict(encoder_kwargs)).fit(X, subjects[target])
+                scores = pearson_r(tests[target], fitted.predict(np.concatenate([tests[s] for s in sorted(chosen)], axis=1)))
             curve[i] += scores / n_subsets
     taus = np.logspace(-1, np.log10(n_subjects - 1.0), 200)
     ceiling, tau = _fit_saturation(n_predictors.astype(np.float64), curve, taus)

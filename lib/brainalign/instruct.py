@@ -21,7 +21,8 @@ import torch
 from .features import cached_layers, check_times, model_max_tokens
 from .models import LoadedModel, ModelSpec, resolve
 
-__all__ = ["INSTRUCT_VERSION", "image_descriptions", "instruct_prompts", "instruct_tr_features", "multimodal_instruct_tr_features",
+__all__ = ["AUDIO_INSTRUCTIONS", "INSTRUCT_VERSION", "TASK_GROUPS", "VIDEO_INSTRUCTIONS", "image_descriptions", "instruct_prompts",
+           "instruct_tr_features", "instruct_tr_features_shared", "instructions", "multimodal_instruct_tr_features",
            "multimodal_prompt", "transcript_pieces"]
 
 #: bump when the instruction prompts or the way they are read change
@@ -29,6 +30,63 @@ INSTRUCT_VERSION = 1
 #: where the transcript goes in the user message
 _TRANSCRIPT = "\x00TRANSCRIPT\x00"
 _USER_MESSAGE = f"Transcript of the episode so far, with what is on the screen:{_TRANSCRIPT}\n\n"
+
+#: the study's 13 video tasks and their instructions, verbatim (Oota et al. 2025, Table 2)
+VIDEO_INSTRUCTIONS = {
+    "Action Recognition": "What are the main events captured in the video?",
+    "Video Understanding": "Can you describe the video content in detail?",
+    "Visual QA": "How many people are in the video, and what are they doing?",
+    "Video Captioning": "Caption the video in a short sentence.",
+    "Object & Scene Recognition": "What are the main objects and people visible in the video? Describe each one briefly.",
+    "Commonsense Reasoning": "Why did the character take this action? What could have motivated them to do this?",
+    "Spatial Understanding": "Where is this video taken from? What place/landmark is shown in the video?",
+    "Temporal Ordering": "Step-by-step describe the activity shown in the video.",
+    "Video Reasoning": "What is unusual about this video?",
+    "Narrative Understanding": "Summarize the main storyline of the movie. What is the central conflict, and how is it resolved?",
+    "Emotion & Sentiment": "What emotions do the characters express during the video? How does the video make you feel overall?",
+    "Global Appearance": "Describe changes in characters' appearances throughout the video, including any noticeable outfit changes.",
+    "Linking Events": "Explain how an early event in the video influences later developments.",
+}
+#: the study's 5 audio tasks and their instructions, verbatim (Oota et al. 2025, Table 3)
+AUDIO_INSTRUCTIONS = {
+    "Audio Understanding": "Can you describe the audio content in detail?",
+    "Audio Comprehension": "What are people doing in the audio?",
+    "Audio Captioning": "Caption the audio in a short sentence.",
+    "Sound Event Detection": "Identify and label the sound events occurring in the audio.",
+    "Speaker Identification": "Who is speaking in the audio?",
+}
+#: the study's five semantic groups of video tasks (its section 4.3 names the groups; which task goes in which
+#: group is this compendium's reading of the names, as the study's own assignment was not available)
+TASK_GROUPS = {
+    "Perceptual visual processing": ["Action Recognition", "Video Captioning", "Object & Scene Recognition", "Global Appearance"],
+    "Cognitive reasoning & integration": ["Visual QA", "Commonsense Reasoning", "Video Reasoning"],
+    "Spatiotemporal understanding": ["Spatial Understanding", "Temporal Ordering", "Linking Events"],
+    "Language & narrative understanding": ["Video Understanding", "Narrative Understanding"],
+    "Social & affective understanding": ["Emotion & Sentiment"],
+}
+
+
+def instructions(tasks: Sequence[str] | str | None = None) -> dict[str, str]:
+    """Task name -> instruction, for the named tasks (in their order) or a whole set.
+
+    ``tasks`` is None or ``"video"`` (the 13 video tasks), ``"audio"`` (the 5 audio tasks),
+    a task group of :data:`TASK_GROUPS`, or a list of task names. An unknown name is an error
+    that lists the valid ones.
+    """
+    every = {**VIDEO_INSTRUCTIONS, **AUDIO_INSTRUCTIONS}
+    if tasks is None or tasks == "video":
+        return dict(VIDEO_INSTRUCTIONS)
+    if tasks == "audio":
+        return dict(AUDIO_INSTRUCTIONS)
+    if isinstance(tasks, str):
+        if tasks not in TASK_GROUPS:
+            raise ValueError(f"unknown task set {tasks!r}; valid: 'video', 'audio', a task group ({', '.join(TASK_GROUPS)}) "
+                             "or a list of task names")
+        tasks = TASK_GROUPS[tasks]
+    unknown = [t for t in tasks if t not in every]
+    if unknown or not list(tasks):
+        raise ValueError(f"unknown task(s) {unknown or tasks!r}; valid tasks: {', '.join(every)}")
+    return {t: every[t] for t in tasks}
 
 
 def image_descriptions(path: str | None = None) -> dict[str, str]:
@@ -157,43 +215,47 @@ def instruct_prompts(lm: LoadedModel, instruction: str, pieces: Sequence[str], t
     return prefix, cuts, list(tok(tail, add_special_tokens=False)["input_ids"])
 
 
-def _instruct_states(lm: LoadedModel, prefix: list[int], cuts: np.ndarray, suffix: list[int], layers: list[int],
-                     batch_size: int) -> list[np.ndarray]:
-    """Per layer, the mean state over each volume's final segment.
+def _instruct_states(lm: LoadedModel, prefix: list[int], cuts: np.ndarray, suffixes: list[list[int]], layers: list[int],
+                     batch_size: int) -> list[list[np.ndarray]]:
+    """Per final segment (one per instruction), per layer, the mean state over each volume's final segment.
 
-    The prefix is read once (KV cache). Then the final segments of up to
-    ``batch_size`` volumes run as one sequence after it, with a custom
-    attention mask: the segment of volume ``k`` sees the first ``cuts[k]``
-    prefix tokens and its own earlier tokens only, at positions ``cuts[k] + j``;
-    so each gets exactly the states of its prompt read alone. The cache is
-    cropped back to the prefix after each group.
+    The prefix is read once (KV cache) for every final segment. Then the final
+    segments of up to ``batch_size`` volumes run as one sequence after it,
+    with a custom attention mask: the segment of volume ``k`` sees the first
+    ``cuts[k]`` prefix tokens and its own earlier tokens only, at positions
+    ``cuts[k] + j``; so each gets exactly the states of its prompt read alone.
+    The cache is cropped back to the prefix after each group.
     """
     device = lm.device
-    if len(prefix) + len(suffix) > (limit := model_max_tokens(lm)):
-        raise ValueError(f"the transcript and prompt take {len(prefix) + len(suffix)} tokens, more than {lm.spec.name}'s limit {limit}")
-    out = [np.zeros((len(cuts), lm.spec.dim), dtype=np.float32) for _ in layers]
-    n_prefix, width = len(prefix), len(suffix)
+    longest = len(prefix) + max(len(x) for x in suffixes)
+    if longest > (limit := model_max_tokens(lm)):
+        raise ValueError(f"the transcript and prompt take {longest} tokens, more than {lm.spec.name}'s limit {limit}")
+    n_prefix = len(prefix)
     dtype = next(lm.model.parameters()).dtype
-    causal = torch.tril(torch.ones(width, width, dtype=torch.bool))
+    result = []
     with torch.inference_mode():
-        prefix_out = lm.model.base_model(input_ids=torch.tensor([prefix], device=device), use_cache=True)
-        cache = prefix_out.cache
-        for first in range(0, len(cuts), int(batch_size)):
-            rows = np.arange(first, min(first + int(batch_size), len(cuts)))
-            n = len(rows)
-            seen = torch.from_numpy(np.arange(n_prefix)[None, :] < cuts[rows][:, None])  # (n, n_prefix)
-            allowed = torch.zeros(n * width, n_prefix + n * width, dtype=torch.bool)
-            allowed[:, :n_prefix] = seen.repeat_interleave(width, dim=0)
-            allowed[:, n_prefix:] = torch.block_diag(*[causal] * n)
-            mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)[None, None].to(device)
-            positions = (torch.from_numpy(cuts[rows])[:, None] + torch.arange(width)[None, :]).reshape(1, -1).to(device)
-            input_ids = torch.tensor([suffix * n], device=device)
-            hidden = lm.model.base_model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
-                                         use_cache=True, output_hidden_states=True).hidden_states
-            cache.crop(n_prefix - cache.get_seq_length())  # back to the prefix
-            for k, layer in enumerate(layers):
-                out[k][rows] = hidden[layer][0].float().reshape(n, width, -1).mean(1).cpu().numpy()
-    return out
+        cache = lm.model.base_model(input_ids=torch.tensor([prefix], device=device), use_cache=True).cache
+        for suffix in suffixes:
+            width = len(suffix)
+            causal = torch.tril(torch.ones(width, width, dtype=torch.bool))
+            out = [np.zeros((len(cuts), lm.spec.dim), dtype=np.float32) for _ in layers]
+            for first in range(0, len(cuts), int(batch_size)):
+                rows = np.arange(first, min(first + int(batch_size), len(cuts)))
+                n = len(rows)
+                seen = torch.from_numpy(np.arange(n_prefix)[None, :] < cuts[rows][:, None])  # (n, n_prefix)
+                allowed = torch.zeros(n * width, n_prefix + n * width, dtype=torch.bool)
+                allowed[:, :n_prefix] = seen.repeat_interleave(width, dim=0)
+                allowed[:, n_prefix:] = torch.block_diag(*[causal] * n)
+                mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)[None, None].to(device)
+                positions = (torch.from_numpy(cuts[rows])[:, None] + torch.arange(width)[None, :]).reshape(1, -1).to(device)
+                input_ids = torch.tensor([suffix * n], device=device)
+                hidden = lm.model.base_model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
+                                             use_cache=True, output_hidden_states=True).hidden_states
+                cache.crop(n_prefix - cache.get_seq_length())  # back to the prefix
+                for k, layer in enumerate(layers):
+                    out[k][rows] = hidden[layer][0].float().reshape(n, width, -1).mean(1).cpu().numpy()
+            result.append(out)
+    return result
 
 
 def instruct_tr_features(
@@ -246,6 +308,31 @@ def instruct_tr_features(
     -------
     list of ndarrays of float32, one per selected layer, each of shape (n_trs, dim)
     """
+    return instruct_tr_features_shared(model, dataset, run, [instruction], layers, batch_size, cache)[0]
+
+
+def instruct_tr_features_shared(
+    model: str | LoadedModel,
+    dataset,
+    run: str,
+    instructions: Sequence[str],
+    layers: Sequence[int] | None = None,
+    batch_size: int = 16,
+    cache: bool = True,
+) -> list[list[np.ndarray]]:
+    """:func:`instruct_tr_features` for several instructions at once: the transcript is read once for all of them.
+
+    Every instruction's prompt has the same prefix (the template's head and
+    the transcript) and its own final segment, so the prefix's key/value cache
+    serves them all. The features, and their cache entries, are the same as
+    one :func:`instruct_tr_features` call per instruction; the first
+    instruction whose features are not cached computes them for itself and
+    every instruction after it.
+
+    Returns
+    -------
+    list, one per instruction, of lists of ndarrays of float32 (one per selected layer), each of shape (n_trs, dim)
+    """
     from .simulate import GENERATOR
 
     if isinstance(model, str):
@@ -254,8 +341,12 @@ def instruct_tr_features(
     if name == GENERATOR:
         raise ValueError(f"model {name!r} generated the simulated cohorts' semantic signal (simulate.GENERATOR), so no study may "
                          "evaluate it; use e.g. 'smollm2-135m-instruct'")
-    if not isinstance(instruction, str) or not instruction.strip():
-        raise ValueError(f"instruction must be a non-empty string, got {instruction!r}")
+    instructions = list(instructions)
+    if not instructions:
+        raise ValueError("instructions is empty: give at least one instruction")
+    for x in instructions:
+        if not isinstance(x, str) or not x.strip():
+            raise ValueError(f"instruction must be a non-empty string, got {x!r}")
     if run not in dataset.runs:
         raise ValueError(f"unknown run {run!r}; valid runs: {', '.join(dataset.runs)}")
     if int(batch_size) < 1:
@@ -264,14 +355,22 @@ def instruct_tr_features(
     tr = float(dataset.tr)
     ends = check_times(dataset.sample_times(run))
     pieces, times = transcript_pieces(words, dataset.shots(run) if hasattr(dataset, "shots") else None)
+    computed: dict[int, list[np.ndarray]] = {}
 
-    def run_model(lm: LoadedModel, layer_list: list[int]) -> list[np.ndarray]:
-        prefix, cuts, suffix = instruct_prompts(lm, instruction, pieces, times, ends)
-        return _instruct_states(lm, prefix, cuts, suffix, layer_list, int(batch_size))
+    def run_for(i: int):
+        def run_model(lm: LoadedModel, layer_list: list[int]) -> list[np.ndarray]:
+            if i not in computed:
+                prompts = [instruct_prompts(lm, x, pieces, times, ends) for x in instructions[i:]]
+                prefix, cuts, _ = prompts[0]  # the same for every instruction: it comes after the transcript
+                states = _instruct_states(lm, prefix, cuts, [p[2] for p in prompts], layer_list, int(batch_size))
+                computed.update({i + j: x for j, x in enumerate(states)})
+            return computed[i]
+        return run_model
 
-    parts = {"instruction": instruction.strip(), "pieces": pieces, "times": times, "ends": ends, "tr": tr,
-             "recipe": INSTRUCT_VERSION}
-    return cached_layers("instruct_tr_features", model, "causal", layers, parts, cache, run_model)
+    return [cached_layers("instruct_tr_features", model, "causal", layers,
+                          {"instruction": x.strip(), "pieces": pieces, "times": times, "ends": ends, "tr": tr,
+                           "recipe": INSTRUCT_VERSION}, cache, run_for(i))
+            for i, x in enumerate(instructions)]
 
 
 # -- instruction-following multimodal LMs (hub): the paper's recipe ----------------------------------------------------
