@@ -128,3 +128,25 @@ def test_cross_subject_ceiling_on_shared_signal():
         cross_subject_ceiling(subjects[:2])
     with pytest.raises(ValueError, match="same shape"):
         cross_subject_ceiling([subjects[0], subjects[1], subjects[2][:, :2]])
+
+
+def test_cross_subject_ceiling_on_held_out_test_responses():
+    """Fitted on training responses, scored on test responses: the ceiling of the test data (here, averaged repeats).
+
+    With the test responses the mean of m presentations, the shared signal's fraction rises to
+    f_m = f / (f + (1 - f) / m), and so does the curve: r(k) = sqrt(f_m) * sqrt(k f_m / (k f_m + 1 - f_m))
+    for a ridge that has learnt the other subjects' signal."""
+    rng = np.random.default_rng(4)
+    n_train, n_test, n_subjects, m = 1500, 400, 5, 4
+    f = np.array([0.3, 0.5])
+    signal, test_signal = rng.standard_normal((n_train, f.size)), rng.standard_normal((n_test, f.size))
+    train = [np.sqrt(f) * signal + np.sqrt(1 - f) * rng.standard_normal((n_train, f.size)) for _ in range(n_subjects)]
+    test = [np.sqrt(f) * test_signal + np.sqrt(1 - f) * rng.standard_normal((m, n_test, f.size)).mean(0) for _ in range(n_subjects)]
+    res = cross_subject_ceiling(train, n_subsets=3, seed=0, test_responses_by_subject=test)
+    fm = f / (f + (1 - f) / m)
+    k = res.n_predictors[:, None].astype(float)
+    np.testing.assert_allclose(res.curve, np.sqrt(fm) * np.sqrt(k * fm / (k * fm + 1 - fm)), atol=0.07)
+    single = cross_subject_ceiling(train, n_subsets=3, seed=0)
+    assert np.all(res.ceiling > single.ceiling + 0.05)  # averaged repeats are more predictable than one presentation
+    with pytest.raises(ValueError, match="test_responses_by_subject must hold 5 arrays"):
+        cross_subject_ceiling(train, test_responses_by_subject=test[:4])

@@ -96,6 +96,7 @@ NEEDS: dict[str, Needs] = {
     "03_multimodal_brain_tuning": Needs(("simulated-movie",)),
     "04_multiparticipant_brain_tuning": Needs(("simulated", "simulated-movie")),
     "05_input_attribution": Needs(("simulated",)),
+    "06_instruction_tuned_models": Needs(("simulated-movie",)),
 }
 
 _GITHUB = re.compile(r"https://github\.com/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")

@@ -5,8 +5,8 @@ instructions) best explains each part of the brain. Three tools answer it:
 
 - :func:`banded_ridge_predictions`: one encoding model over several feature spaces at once, each
   space with its own regularisation (banded ridge: himalaya's multiple-kernel ridge [1]_), whose
-  prediction splits into one part per space; :func:`split_r2` scores each part, and the parts add
-  up to the joint model's R².
+  prediction splits into one part per space; :func:`split_r2` scores each part, and the parts'
+  scores add up to the joint model's R².
 - :func:`variance_partition`: the variance two spaces explain together, and what each explains
   alone, from the scores of each space's model and of their joint model.
 - :func:`winner_take_all` and :func:`organisation_test`: the space that explains each voxel
@@ -135,7 +135,7 @@ def banded_ridge_predictions(
 
 
 def split_r2(y_true: np.ndarray, split: np.ndarray) -> np.ndarray:
-    """Each band's share of the joint prediction's R² (they add up to it).
+    """Each band's share of the joint prediction's R² (they add up to it, both centred on the scored samples).
 
     ``R²_b = (2 y - ŷ) · ŷ_b / ||y - ȳ||²`` per target, with ``ŷ`` the sum of the
     parts ``ŷ_b`` (la Tour et al. 2022, eq. 8): a part that predicts nothing gets about
