@@ -62,6 +62,7 @@ bench: venv
 	$(BIN)/python bench/bench_features.py
 	$(BIN)/python bench/bench_encoding.py
 	$(BIN)/python bench/bench_media.py
+	$(BIN)/python bench/bench_instruct.py
 	$(BIN)/python bench/bench_tuning.py
 	$(BIN)/python bench/bench_selfsup.py
 	$(BIN)/python bench/bench_memory.py

@@ -25,6 +25,16 @@ KNOWN_FAILING = {
         # 128 points, the most it allows; the gap rose from 9% at 64); one of three windows measured also stayed at 44%
         "integrated_gradients_complete",
     },
+    "06_instruction_tuned_models": {
+        # the vision encoder's states, averaged over the image, do not order the cohort's visual regions: on the default set
+        # the early visual region's r rises through the states (0.27 at the stem, 0.44 at the last) while the face-driven
+        # ventral region levels off from state 9 (0.39; 0.39 again at the last), so the ventral best state comes out
+        # earlier (15.5 against 20.9, p = 0.98). Pooled per image quadrant instead, every state predicts the early visual
+        # region about equally (0.45 to 0.47 on five participants). What the cohort plants there, the log Gabor energy of
+        # each quadrant reduced to 12 principal components, is a summary of the image's texture energy that deep states
+        # carry as well as early ones: the cohort plants no early-layer signal for this validation to find
+        "layer_hierarchy_recovered",
+    },
 }
 #: the declared items (brainalign/resources/claims.yml) each smoke set cannot evaluate (too small, or no data for it);
 #: it marks them so itself
@@ -84,6 +94,18 @@ def test_unknown_values_stop_the_first_cells(tmp_path):
         with pytest.raises(pm.PapermillExecutionError, match=message):
             run_notebook("00_quickstart", "smoke", {name: value}, out_dir=tmp_path, progress=False)
     assert not (tmp_path / "00_quickstart.ipynb").exists()
+
+
+def test_study6_names_what_is_valid(tmp_path):
+    """An unknown instruction, task group, model or state stops Study 6's first cells, naming the valid ones."""
+    for name, value, message in [("video_tasks", ["Dancing"], r"unknown task\(s\) \['Dancing'\]; valid tasks: Action Recognition"),
+                                 ("audio_tasks", "Musical taste", r"unknown task set 'Musical taste'; valid: 'video', 'audio'"),
+                                 ("it_model", "gpt-5", "unknown it_model 'gpt-5'"),
+                                 ("pairs", [["Action Recognition", "Speaker Identification"]],
+                                  r"unknown instruction pair 'Speaker Identification'"),
+                                 ("it_layers", [31], "unknown it_layers 31")]:
+        with pytest.raises(pm.PapermillExecutionError, match=message):
+            run_notebook("06_instruction_tuned_models", "smoke", {name: value}, out_dir=tmp_path, progress=False)
 
 
 def test_unknown_set_and_study():

@@ -64,7 +64,7 @@ def banded_ridge_predictions(
     on the simplex, each with every ``alphas``) by contiguous folds over the training samples
     (:func:`~brainalign.encoding.contiguous_folds`, as :class:`~brainalign.encoding.RidgeEncoder`);
     the targets are z-scored with the training runs' statistics. Several participants who saw
-    the same stimulus are fitted side by side, each voxel with its own weights.
+    the same stimulus share the kernels; each voxel gets its own weights.
 
     Parameters
     ----------
@@ -110,28 +110,28 @@ def banded_ridge_predictions(
     parts = [_band_matrices(X[b], runs, delays, train_runs) for b in bands]
     train_k = np.stack([f @ f.T for f, _ in parts])
     test_k = np.stack([by_run[test_run] @ f.T for f, by_run in parts])
-    targets = np.concatenate([np.concatenate([Y[s][r] for r in train_runs]) for s in subjects], axis=1).astype(np.float64)
-    mean, std = targets.mean(0), targets.std(0)
-    std[std == 0] = 1.0
-    targets = (targets - mean) / std
-    cv = contiguous_folds(len(targets), int(n_folds), int(gap))  # as RidgeEncoder's: contiguous blocks, a gap either side
     gen = config.rng(seed, "banded_ridge")
     n_bands = len(bands)
     draws = np.concatenate([np.eye(n_bands), np.full((1, n_bands), 1.0 / n_bands),
                             gen.dirichlet(np.ones(n_bands), size=max(0, int(n_iter) - n_bands - 1))])[: max(int(n_iter), 1)]
-    with use_backend("numpy"), np.errstate(divide="ignore"):  # a band weighted 0 has log weight -inf
-        model = MultipleKernelRidgeCV(kernels="precomputed", solver="random_search",
-                                      solver_params={"n_iter": draws, "alphas": np.asarray(alphas, dtype=np.float64),
-                                                     "n_targets_batch": int(n_targets_batch), "progress_bar": False},
-                                      cv=cv, random_state=int(seed))
-        model.fit(train_k, targets)
-        split = np.asarray(model.predict(test_k, split=True))
-        weights = np.asarray(model.deltas_)  # log band weights over the penalty
-    weights = np.exp(weights)
-    weights /= weights.sum(0, keepdims=True)
-    cuts = np.cumsum([Y[s][test_run].shape[1] for s in subjects])[:-1]
-    config.release_memory()
-    return (dict(zip(subjects, np.split(split, cuts, axis=2))), dict(zip(subjects, np.split(weights, cuts, axis=1))))
+    cv = contiguous_folds(sum(lengths[r] for r in train_runs), int(n_folds), int(gap))  # as RidgeEncoder's: a gap either side
+    split, weights = {}, {}
+    for s in subjects:  # one fit per participant: the same result as side by side (each voxel is its own), less memory
+        targets = np.concatenate([Y[s][r] for r in train_runs]).astype(np.float64)
+        mean, std = targets.mean(0), targets.std(0)
+        std[std == 0] = 1.0
+        with use_backend("numpy"), np.errstate(divide="ignore"):  # a band weighted 0 has log weight -inf
+            model = MultipleKernelRidgeCV(kernels="precomputed", solver="random_search",
+                                          solver_params={"n_iter": draws, "alphas": np.asarray(alphas, dtype=np.float64),
+                                                         "n_targets_batch": int(n_targets_batch), "progress_bar": False},
+                                          cv=cv, random_state=int(seed))
+            model.fit(train_k, (targets - mean) / std)
+            split[s] = np.asarray(model.predict(test_k, split=True))
+            w = np.exp(np.asarray(model.deltas_))  # band weights over the penalty
+        weights[s] = w / w.sum(0, keepdims=True)
+        del model, targets
+        config.release_memory()
+    return split, weights
 
 
 def split_r2(y_true: np.ndarray, split: np.ndarray) -> np.ndarray:
