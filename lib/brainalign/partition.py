@@ -198,7 +198,7 @@ def winner_take_all(scores: Mapping[str, np.ndarray], include: np.ndarray | None
     table = np.stack([np.asarray(v, dtype=np.float64) for v in scores.values()])
     if table.ndim != 2:
         raise ValueError(f"each space's scores must be 1-D with one value per target; got {table.shape[1:]}")
-    winners = np.nanargmax(np.where(np.isnan(table), -np.inf, table), axis=0)
+    winners = np.argmax(np.where(np.isnan(table), -np.inf, table), axis=0)  # a nan score never wins
     if include is not None:
         include = np.asarray(include, dtype=bool)
         if include.shape != winners.shape:
