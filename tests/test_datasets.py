@@ -717,3 +717,106 @@ def test_schaefer_label_file_format(tmp_path):
     path.write_text("1\t7Networks_LH_Vis_1\t1\t2\t3\t0\n3\t7Networks_LH_Vis_2\t1\t2\t3\t0\n")
     with pytest.raises(ValueError, match="not 1..2"):
         read_schaefer_labels(path)
+
+
+# -- NeuroMod movies (audio and frames) ---------------------------------------------------
+MOVIE_FPS = __import__("fractions").Fraction(30000, 1001)  # NTSC, as the episodes
+
+
+def _write_mkv(path: Path, n_frames: int = 0, audio: np.ndarray | None = None, sr: int = 22050,
+               size: tuple[int, int] = (64, 96)) -> None:
+    """A Matroska file written with PyAV: ``n_frames`` grey frames at ``MOVIE_FPS`` whose brightness tells
+    which frame is shown (``_brightness``; libx264), and ``audio`` (channels, samples) in AAC."""
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w", format="matroska") as out:
+        video = out.add_stream("libx264", rate=MOVIE_FPS, options={"crf": "0"}) if n_frames else None
+        sound = out.add_stream("aac", rate=sr, layout="stereo" if audio.shape[0] == 2 else "mono") if audio is not None else None
+        if video is not None:
+            video.height, video.width, video.pix_fmt = *size, "yuv420p"
+            for i in range(n_frames):
+                frame = av.VideoFrame.from_ndarray(np.full((*size, 3), _brightness(i), np.uint8), format="rgb24")
+                frame.pts = i
+                out.mux(video.encode(frame))
+            out.mux(video.encode())
+        if sound is not None:
+            for at in range(0, audio.shape[1], 1024):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[:, at : at + 1024], np.float32), format="fltp",
+                                                   layout=sound.layout.name)
+                frame.sample_rate, frame.pts = sr, at
+                out.mux(sound.encode(frame))
+            out.mux(sound.encode())
+
+
+def _brightness(index):
+    """The grey level of frame ``index``: steps of 7 (the colour conversions are off by 2 at most), every 32 frames."""
+    return 10 + 7 * (np.asarray(index) % 32)
+
+
+def _shown(times: np.ndarray, n_frames: int) -> np.ndarray:
+    """The frame on screen at each time: the last to start at or before it (Matroska stores times in ms)."""
+    starts = np.round(np.arange(n_frames) / float(MOVIE_FPS), 3)
+    return np.searchsorted(starts, times + 1e-6, side="right") - 1
+
+
+def _tone(sr: int, duration: float, start: float, hz: float) -> np.ndarray:
+    """Stereo: silence, then from ``start`` a tone, louder on the left (0.4) than on the right (0.2)."""
+    t = np.arange(int(duration * sr)) / sr
+    wave = np.where(t >= start, np.sin(2 * np.pi * hz * t), 0.0)
+    return np.stack([0.4 * wave, 0.2 * wave])
+
+
+def test_neuromod_frames_are_those_shown_at_the_grid_times_resized(neuromod):
+    n = 70  # 2.34 s at 29.97 frames/s
+    _write_mkv(neuromod / "stimuli" / "movies" / "friends" / "s1" / "friends_s01e01a.mkv", n, _tone(22050, 2.34, 0.5, 440))
+    ds = load_dataset("neuromod", root=neuromod, frame_rate=4.0, frame_size=32)
+    frames, times = ds.frames("s01e01a")
+    assert frames.dtype == np.uint8 and frames.shape == (len(times), 32, 48, 3)  # the short side 32 pixels, 2:3 kept
+    np.testing.assert_allclose(times, np.arange(len(times)) / 4.0)
+    assert times[-1] < n / MOVIE_FPS <= times[-1] + 0.25  # until the last frame ends
+    np.testing.assert_allclose(frames.mean(axis=(1, 2, 3)), _brightness(_shown(times, n)), atol=2.5)
+    fine, fine_times = NeuroMod(neuromod, frame_rate=60.0, frame_size=16).frames("s01e01a")  # faster than the movie
+    assert fine.shape[1:] == (16, 24, 3) and len(fine_times) == int(np.ceil(n / MOVIE_FPS * 60))
+    assert (np.diff(_shown(fine_times, n)) == 0).any()  # a frame kept at two grid times
+    np.testing.assert_allclose(fine.mean(axis=(1, 2, 3)), _brightness(_shown(fine_times, n)), atol=2.5)
+
+
+def test_neuromod_audio_is_the_sound_track_in_mono(neuromod):
+    sr = 22050
+    _write_mkv(neuromod / "stimuli" / "movies" / "movie10" / "life" / "life01.mkv", 20, _tone(sr, 2.0, 0.5, 440), sr)
+    audio, rate = NeuroMod(neuromod, task="movie10").audio("life01")
+    assert rate == sr and audio.dtype == np.float32 and audio.ndim == 1
+    assert abs(len(audio) / sr - 2.0) < 1024 / sr  # an AAC encoder pads its last frame
+    loud = np.flatnonzero(np.abs(audio) > 0.1)
+    assert abs(loud[0] / sr - 0.5) < 0.01  # the tone starts when it was written to
+    tone = audio[int(0.6 * sr) : int(1.9 * sr)]
+    assert abs(np.abs(tone).max() - 0.3) < 0.03  # the channels averaged
+    spectrum = np.abs(np.fft.rfft(tone * np.hanning(len(tone))))
+    assert abs(np.fft.rfftfreq(len(tone), 1 / sr)[spectrum.argmax()] - 440) < 2
+
+
+def test_neuromod_movie_errors_are_named(neuromod):
+    ds = NeuroMod(neuromod)
+    with pytest.raises(FileNotFoundError, match=r"movie of run 's01e01b' is not at .*friends_s01e01b\.mkv.*stimuli/movies/.*"
+                                                r"brainalign data fetch neuromod.*datalad get stimuli/movies/friends/s1/"):
+        ds.audio("s01e01b")
+    assert NeuroMod(neuromod, task="movie10").movie("bourne01") == neuromod / "stimuli" / "movies" / "movie10" / "bourne" / "bourne01.mkv"
+    movies = neuromod / "stimuli" / "movies" / "friends"
+    _write_mkv(movies / "s1" / "friends_s01e01a.mkv", n_frames=5)
+    with pytest.raises(ValueError, match="friends_s01e01a.mkv has no audio stream"):
+        ds.audio("s01e01a")
+    _write_mkv(movies / "s1" / "friends_s01e01b.mkv", audio=_tone(16000, 0.5, 0.0, 300), sr=16000)
+    with pytest.raises(ValueError, match="friends_s01e01b.mkv has no video stream"):
+        ds.frames("s01e01b")
+    (movies / "s6").mkdir()
+    (movies / "s6" / "friends_s06e01a.mkv").write_bytes(b"\x1aE\xdf\xa3 not a movie")
+    for read in (ds.audio, ds.frames):
+        with pytest.raises(ValueError, match="friends_s06e01a.mkv is not a readable movie file"):
+            read("s06e01a")
+    with pytest.raises(ValueError, match=r"frame_rate=0: .* > 0"):
+        NeuroMod(neuromod, frame_rate=0)
+    with pytest.raises(ValueError, match=r"frame_size=8: .* >= 16"):
+        load_dataset("neuromod", root=neuromod, frame_size=8)
+    with pytest.raises(ValueError, match="unknown run 'nope'"):
+        ds.frames("nope")

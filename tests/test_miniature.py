@@ -18,8 +18,22 @@ def miniature_mode(monkeypatch):
     monkeypatch.setenv("BRAINALIGN_OFFLINE", "1")
 
 
+def _media(name: str) -> dict:
+    """The media arguments of ``multimodal_instruct_tr_features`` for an instruction-following model: 5 s of audio or video."""
+    rng = np.random.default_rng(0)
+    if models.INSTRUCT_CLASSES[name][1] == "audio":
+        return {"audio": (0.1 * rng.standard_normal(5 * 16000)).astype(np.float32), "sr": 16000}
+    return {"frames": rng.integers(0, 256, (25, 40, 56, 3), dtype=np.uint8), "frame_times": 0.2 * np.arange(25), "n_frames": 4}
+
+
+_INSTRUCT = {"Qwen/Qwen2-Audio-7B-Instruct": "Who is speaking in the audio?",
+             "llava-hf/LLaVA-NeXT-Video-7B-hf": "Caption the video in a short sentence."}
+
+
 @pytest.mark.parametrize("name", sorted(models.TINY_FAMILIES))
 def test_a_hub_model_becomes_a_tiny_model_of_its_class(name, miniature_mode, no_network, one_thread):
+    from brainalign import instruct
+
     spec = models.MODELS[name]
     real_spec, source = models.check_available(name)  # offline, yet available: its stand-in is built here
     assert source == "tiny" and real_spec is spec
@@ -31,6 +45,21 @@ def test_a_hub_model_becomes_a_tiny_model_of_its_class(name, miniature_mode, no_
         audio = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
         states = models.speech_hidden_states(lm, audio, 16000)
         assert len(states) == spec.n_layers + 1 and states[0].shape[1] == models.TINY_DIM
+    elif spec.kind == "vision":  # VideoMAE: clips of 16 frames; a frame's state is its 2-frame tubelet's
+        assert type(lm.model).__name__ == "VideoMAEModel" and lm.model.config.num_frames == 16
+        frames = np.random.default_rng(0).integers(0, 256, (20, 40, 56, 3), dtype=np.uint8)
+        states = models.vision_hidden_states(lm, frames)
+        assert len(states) == spec.n_layers + 1
+        assert all(s.shape == (20, models.TINY_DIM) and np.isfinite(s).all() for s in states)
+        np.testing.assert_array_equal(states[-1][0], states[-1][1])  # one tubelet
+        assert not np.allclose(states[-1][1], states[-1][2]) and not np.allclose(states[-1][15], states[-1][16])
+    elif spec.kind == "instruct-multimodal":
+        assert type(lm.model).__name__ == models.INSTRUCT_CLASSES[name][0]
+        times = np.array([1.5, 3.0, 4.5])
+        feats = instruct.multimodal_instruct_tr_features(lm, _INSTRUCT[name], times, **_media(name), window=2.0,
+                                                         max_new_tokens=3, layers=[0, spec.n_layers], cache=False)
+        assert [f.shape for f in feats] == [(3, models.TINY_DIM)] * 2 and all(np.isfinite(f).all() for f in feats)
+        assert not np.allclose(feats[1][0], feats[1][1])  # each volume reads its own window
     else:
         words = "Call me Ishmael . Some years ago , never mind how long precisely".split()
         feats = features.word_features(lm, words, context=4, cache=False)
@@ -57,8 +86,45 @@ def test_outside_miniature_mode_hub_models_still_need_the_hub(monkeypatch):
 
 
 def test_a_model_without_a_stand_in_is_named(miniature_mode):
-    with pytest.raises(ValueError, match="'videomae-base' has no tiny stand-in.*bert-base-uncased"):
-        models.tiny_model(models.MODELS["videomae-base"])
+    with pytest.raises(ValueError, match="'clip-vit-base-patch32' has no tiny stand-in.*bert-base-uncased"):
+        models.tiny_model(models.MODELS["clip-vit-base-patch32"])
+    with pytest.raises(ValueError, match="'clip-vit-base-patch32' has no tiny stand-in"):
+        models.load_model("clip-vit-base-patch32")
+
+
+@pytest.mark.parametrize("name", sorted(_INSTRUCT))
+def test_a_tiny_multimodal_lm_reads_its_media_through_its_real_processor(name, miniature_mode, no_network, one_thread):
+    import transformers
+
+    from brainalign import instruct
+
+    lm = models.load_model(name)
+    media = _media(name)
+    if "audio" in media:  # Qwen2AudioProcessor: a 2 s clip is 200 mel frames, 100 after the first conv, 50 after pooling
+        assert type(lm.processor) is transformers.Qwen2AudioProcessor
+        inputs = instruct.multimodal_prompt(lm, _INSTRUCT[name], media["audio"][: 2 * 16000])
+        assert inputs["input_features"].shape == (1, 128, 3000) and int(inputs["feature_attention_mask"].sum()) == 200
+        assert int((inputs["input_ids"] == lm.model.config.audio_token_id).sum()) == 50
+    else:  # LlavaNextVideoProcessor: 32 x 32 frames in 8 x 8 patches, pooled 2 x 2: 4 tokens a frame
+        assert isinstance(lm.processor, transformers.LlavaNextVideoProcessor)
+        frames = np.full((4, 40, 56, 3), 128, dtype=np.uint8)
+        inputs = instruct.multimodal_prompt(lm, _INSTRUCT[name], frames)
+        pixels = inputs["pixel_values_videos"]
+        assert pixels.shape == (1, 4, 3, 32, 32) and int((inputs["input_ids"] == lm.model.config.video_token_id).sum()) == 16
+        mean, std = np.array(lm.processor.video_processor.image_mean), np.array(lm.processor.video_processor.image_std)
+        np.testing.assert_allclose(pixels[0, 0, :, 5, 5].numpy(), (128 / 255 - mean) / std, rtol=1e-5)  # CLIP's normalisation
+        ids = inputs["input_ids"][0].tolist()
+        assert ids[0] == lm.processor.tokenizer.convert_tokens_to_ids("<s>")  # as Llama's tokenizer, then "USER: <video>\n"
+        at = [i for i, t in enumerate(ids) if t == lm.model.config.video_token_id]
+        assert at == list(range(at[0], at[0] + 16))  # the one <video> of the template, expanded in place
+    assert inputs["attention_mask"].shape == inputs["input_ids"].shape
+    times = np.array([1.5, 3.0, 4.5])
+    kwargs = {**media, "window": 2.0, "max_new_tokens": 3, "layers": [lm.spec.n_layers], "cache": False}
+    first = instruct.multimodal_instruct_tr_features(lm, _INSTRUCT[name], times, **kwargs)[0]
+    again = instruct.multimodal_instruct_tr_features(models.load_model(name), _INSTRUCT[name], times, **kwargs)[0]
+    other = instruct.multimodal_instruct_tr_features(lm, "What is unusual about it?", times, **kwargs)[0]
+    np.testing.assert_array_equal(first, again)  # the same seed, the same features
+    assert np.abs(first - other).max() > 1e-3 * np.abs(first).max()  # the features depend on the instruction
 
 
 @pytest.fixture(scope="module")
@@ -122,8 +188,8 @@ def test_prepare_keeps_a_current_miniature_rewrites_a_stale_one_and_names_unknow
     again = miniature.prepare(["narratives"], home)["narratives"]
     assert (again / ".brainalign-miniature").read_text() == str(miniature.VERSION) and not (again / "stale").exists()
     assert not list(home.glob(".*writing"))
-    with pytest.raises(ValueError, match=r"no miniature of dataset\(s\) \['neuromod'\]"):
-        miniature.prepare(["neuromod"], home)
+    with pytest.raises(ValueError, match=r"no miniature of dataset\(s\) \['hcp'\]"):
+        miniature.prepare(["hcp"], home)
 
 
 def test_the_miniature_home_is_inside_the_data_home(monkeypatch, tmp_path):
@@ -215,3 +281,49 @@ def test_write_wav_is_read_back_and_glasser_area_reads_mnes_labels(tmp_path):
     np.testing.assert_allclose(back, np.clip(x, -1, 1), atol=1 / 16384)
     assert [glasser_area(n) for n in ("L_A1_ROI-lh", "R_p9-46v_ROI-rh", "L_A1_ROI", "A1", "???")] == [
         "A1", "p9-46v", "A1", "A1", "???"]
+
+
+def test_the_neuromod_miniature_is_read_by_its_loader_with_its_movies(tmp_path, monkeypatch):
+    import h5py
+
+    home = tmp_path / "home"
+    folder = miniature.prepare(["neuromod"], home)["neuromod"]  # cut from the movie cohort of the data home
+    monkeypatch.setenv("BRAINALIGN_DATA", str(home))  # then read as a miniature run reads it (runner._miniature_setup)
+    monkeypatch.setenv("BRAINALIGN_MINIATURE", "1")
+    assert folder == home / "algonauts_2025.competitors" and not list(home.glob(".*writing"))
+    assert (folder / ".brainalign-miniature").read_text() == str(miniature.VERSION)
+    friends = datasets.load_dataset("neuromod", task="friends", frame_size=32)
+    movie10 = datasets.load_dataset("neuromod", task="movie10", frame_rate=2.0, frame_size=32)
+    assert friends.split == {"train": ["s01e01a", "s01e01b"], "test": ["s06e01a"]}
+    assert movie10.split == {"train": ["bourne01", "wolf01", "figures01"], "test": ["life01"]}
+    for ds in (friends, movie10):
+        assert ds.subjects == ["sub-01", "sub-02", "sub-03", "sub-05"] and ds.n_parcels == 1000
+        rois = ds.rois()
+        assert rois["Vis"].sum() == 160 and rois["LTC"].sum() == 90 and rois["language"].any()
+        for run in ds.runs:
+            n = len(ds.tr_times(run))
+            assert 40 <= n <= 60 and ds.responses("sub-05", run).shape == (n, 1000)
+            words = ds.words(run)
+            assert len(words) > 50 and words["onset"].min() >= 0 and words["offset"].max() <= n * ds.tr
+            audio, sr = ds.audio(run)
+            assert sr == 16000 and abs(len(audio) / sr - n * ds.tr) < 0.1
+            first = int(words["onset"].iloc[0] * sr)
+            assert np.abs(audio[first : first + sr // 4]).max() > 0.01  # the first word is heard when it is said
+            frames, times = ds.frames(run)
+            assert frames.shape == (len(times), 32, 32, 3) and frames.std() > 10
+            np.testing.assert_allclose(times, np.arange(len(times)) / ds.frame_rate)
+            assert n * ds.tr - 1 / ds.frame_rate - 0.2 <= times[-1] < n * ds.tr  # the movie lasts as long as the run
+    with h5py.File(next((folder / "fmri" / "sub-02" / "func").glob("*task-friends*.h5")), "r") as f:
+        assert f["ses-001_task-s01e01a"].shape[0] == len(friends.tr_times("s01e01a")) + 1  # cut to the shortest subject
+    assert movie10.repeats("sub-01", "life01").shape[0] == 2 and movie10.repeats("sub-01", "figures01").shape[0] == 2
+    assert movie10.repeats("sub-01", "bourne01") is None
+    # the parcels keep the simulated ROIs' structure: language parcels covary, parcels of no ROI do not
+    y = np.concatenate([friends.responses("sub-01", r) for r in friends.train_runs])
+    corr = np.corrcoef(y.T)
+    rois = friends.rois()
+
+    def within(mask: np.ndarray) -> float:
+        block = corr[np.ix_(mask, mask)]
+        return float(block[~np.eye(len(block), dtype=bool)].mean())
+
+    assert within(rois["LTC"]) > within(rois["Cont"]) + 0.02

@@ -7,9 +7,10 @@ layout its loader reads (:mod:`brainalign.datasets`), and every hub model by a
 tiny random model of its class (:mod:`brainalign.models.tiny`). What runs is the
 notebook's real code on real file formats; the numbers mean nothing.
 
-The miniatures are cut from the simulated story cohort (its Moby-Dick
-chapters, word timings, audio and responses), so words, sentences and
-responses have realistic shapes:
+The miniatures are cut from the simulated cohorts (the story cohort's
+Moby-Dick chapters, word timings, audio and responses; the movie cohort's
+episodes for ``neuromod``), so words, sentences, movies and responses have
+realistic shapes:
 
 ``lebel2023`` (OpenNeuro ds003020)
     26 training stories, each a 40-s cut of a simulated story (Study 4's
@@ -34,6 +35,21 @@ responses have realistic shapes:
     Narratives fetch brings it, the zip archive of a tiny random constituency
     parser in the release layout of ``benepar_en3`` (``parsers/``;
     :func:`write_parser`), unpacked on first use as the real one is.
+``neuromod`` (CNeuroMod Friends / Movie10, the Algonauts 2025 release)
+    The release's four subjects (sub-01, -02, -03, -05) and runs of both
+    tasks, named and split as the manifest's: Friends ``s01e01a``,
+    ``s01e01b`` (train) and ``s06e01a`` (test); Movie10 ``bourne01``,
+    ``wolf01``, ``figures01`` (train) and ``life01`` (test), the last two
+    shown twice (``_run-1``, ``_run-2``). Each run, 40-48 volumes of a
+    simulated episode, has its responses on 1000 Schaefer-2018 parcels in
+    the subjects' h5 files (the release's names, keys and float32), its
+    per-TR transcript, and its movie (H.264 frames, 64 x 64 at 5 frames/s,
+    and an AAC sound track) at ``stimuli/movies/``; the parcel names are in
+    ``atlas/``. A parcel averages simulated voxels of the ROIs its network
+    stands for (:func:`write_neuromod`).
+
+The module is longer than most: every miniature needs its dataset's formats
+written as the real release writes them, and their helpers live beside it.
 """
 
 from __future__ import annotations
@@ -52,13 +68,16 @@ from .linguistics import CONSTITUENCY_MODEL
 from .manifests import read_manifest
 from .spaces import ROI_GROUPS
 
-__all__ = ["MINIATURES", "VERSION", "miniature_home", "write_lebel2023", "write_narratives", "write_parser", "prepare"]
+__all__ = ["MINIATURES", "VERSION", "miniature_home", "write_lebel2023", "write_narratives", "write_neuromod", "write_parser",
+           "prepare"]
 
 #: bump when a miniature's content changes (a stale one is rewritten)
 VERSION = 3
 #: the real datasets a miniature can stand in for
-MINIATURES = ("lebel2023", "narratives")
-_FOLDERS = {"lebel2023": "ds003020", "narratives": "narratives"}  # where each loader looks in the data home
+MINIATURES = ("lebel2023", "narratives", "neuromod")
+_FOLDERS = {"lebel2023": "ds003020", "narratives": "narratives",  # where each loader looks in the data home
+            "neuromod": "algonauts_2025.competitors"}
+_SOURCES = {"lebel2023": "simulated", "narratives": "simulated", "neuromod": "simulated-movie"}  # the cohort each is cut from
 _SUBJECTS = 8  # lebel2023: UTS01-UTS08 (Study 4 tunes on 3 of them and holds out 5)
 _TRAIN_STORIES = 26  # Study 4's paper set fits encoding models on up to 25 training stories
 _STORY_TRS = 20  # volumes of each training story: a 40-s cut of a simulated story
@@ -72,10 +91,11 @@ def _write_hf5(path: Path, data: np.ndarray) -> None:
         f.create_dataset("data", data=np.asarray(data, dtype=np.float32))
 
 
-def _source():
+def _source(name: str = "simulated"):
+    """The simulated cohort a miniature is cut from (``_SOURCES``)."""
     from .datasets import load_dataset
 
-    return load_dataset("simulated")
+    return load_dataset(name)
 
 
 def _stories(src, manifest: dict) -> dict[str, tuple[str, slice]]:
@@ -310,6 +330,205 @@ def write_narratives(root: str | Path, source=None, seed: int = 0, n_subjects: i
     return root
 
 
+# -- CNeuroMod (Algonauts 2025) ------------------------------------------------------
+_NEUROMOD_SUBJECTS = ("sub-01", "sub-02", "sub-03", "sub-05")  # the release's four
+_NEUROMOD_REPEATED = ("figures", "life")  # the Movie10 films shown twice
+_NEUROMOD_TRS = 48  # volumes of a run shown once (71.5 s), cut from the fifth volume of a simulated episode on
+_NEUROMOD_REPEAT_TRS = 40  # volumes of a film shown twice, cut from the cohort's repeated test episode
+_NEUROMOD_FRAME = 64  # pixels of the movies' frames (square), at the cohort's 5 frames/s
+#: The Schaefer-2018 7-network sub-regions of each hemisphere in the order file's order, their parcels (500 a
+#: hemisphere; the real names, approximate counts) and the simulated movie ROIs whose voxels stand for them (none:
+#: voxels of no ROI). Auditory cortex belongs to SomMot in the 7-network atlas, MT to DorsAttn_Post.
+_SCHAEFER_BLOCKS: tuple[tuple[str, int, tuple[str, ...]], ...] = (
+    ("Vis", 80, ("visual", "ventral")), ("SomMot", 90, ("auditory", "motor")), ("DorsAttn_Post", 45, ("MT",)),
+    ("DorsAttn_FEF", 15, ()), ("SalVentAttn_ParOper", 15, ()), ("SalVentAttn_FrOperIns", 25, ()), ("SalVentAttn_Med", 15, ()),
+    ("Limbic_OFC", 15, ("OFC",)), ("Limbic_TempPole", 15, ()), ("Cont_Par", 20, ()), ("Cont_PFCl", 25, ()),
+    ("Cont_pCun", 5, ()), ("Cont_Cing", 10, ()), ("Default_Temp", 45, ("LTC", "STS")), ("Default_Par", 30, ("AG", "TPOJ1")),
+    ("Default_PFC", 40, ("IFG", "MFG")), ("Default_pCunPCC", 10, ("PCC",)),
+)
+_SCHAEFER_COLOURS = {"Vis": (120, 18, 134), "SomMot": (70, 130, 180), "DorsAttn": (0, 118, 14), "SalVentAttn": (196, 58, 250),
+                     "Limbic": (220, 248, 164), "Cont": (230, 148, 34), "Default": (205, 62, 78)}  # Yeo's network colours
+
+
+def _parcels(source, rng: np.random.Generator, per_parcel: int = 3) -> tuple[list[str], np.ndarray]:
+    """The 1000 parcel names (``7Networks_LH_Vis_1``...) and, for each, the ``per_parcel`` simulated voxels it averages.
+
+    A parcel's voxels come from the ROIs of its block in ``_SCHAEFER_BLOCKS``, in its hemisphere, each voxel of a
+    pool used about as often as the others (pools smaller than their parcels' need are reused).
+    """
+    with np.load(Path(source.root) / "brainalign" / "space.npz") as z:  # the cohort's documented layout
+        hemisphere = z["hemisphere"]
+    rois = {name: mask for name, mask in source.rois().items() if name != "language"}
+    outside = ~np.any(list(rois.values()), axis=0)
+    names, voxels = [], []
+    for h, hemi in enumerate(("LH", "RH")):
+        for block, n, groups in _SCHAEFER_BLOCKS:
+            mask = np.any([rois[g] for g in groups], axis=0) if groups else outside
+            pool = np.flatnonzero(mask & (hemisphere == h))
+            draws = np.concatenate([rng.permutation(pool) for _ in range(-(-n * per_parcel // len(pool)))])
+            voxels.append(draws[: n * per_parcel].reshape(n, per_parcel))
+            names += [f"7Networks_{hemi}_{block}_{i}" for i in range(1, n + 1)]
+    return names, np.concatenate(voxels)
+
+
+def _write_mkv(path: Path, frames: np.ndarray, fps: float, audio: np.ndarray, sr: int) -> None:
+    """A Matroska movie as the release's: H.264 video (MPEG-4 part 2 where PyAV lacks libx264) and an AAC sound track."""
+    from fractions import Fraction
+
+    import av
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    with av.open(str(path), "w", format="matroska") as out:
+        video = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001),
+                               options={"preset": "veryfast"} if codec == "libx264" else {})
+        video.height, video.width, video.pix_fmt = frames.shape[1], frames.shape[2], "yuv420p"
+        sound = out.add_stream("aac", rate=sr, layout="mono")
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+        for at in range(0, len(audio), 1024):
+            frame = av.AudioFrame.from_ndarray(np.asarray(audio[None, at : at + 1024], np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = sr, at
+            out.mux(sound.encode(frame))
+        out.mux(sound.encode())
+
+
+def _write_transcript(path: Path, words: pd.DataFrame, n_trs: int, tr: float) -> None:
+    """An Algonauts 2025 transcript: one row per TR, the words whose onset falls in it, as Python list literals."""
+    rows = []
+    for k in range(n_trs):
+        w = words[(words["onset"] >= k * tr) & (words["onset"] < (k + 1) * tr)]
+        rows.append({"text_per_tr": " ".join(w["word"]), "words_per_tr": str(list(w["word"])),
+                     "onsets_per_tr": str([round(float(x), 3) for x in w["onset"]]),
+                     "durations_per_tr": str([round(float(x), 3) for x in w["offset"] - w["onset"]])})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
+
+
+def _neuromod_runs(src) -> dict[str, dict[str, tuple[str, int, int, tuple[int, ...] | None]]]:
+    """Task -> run -> (source episode, first volume, volumes, repeats shown or None): the runs of the miniature.
+
+    Friends: the first two training runs of the manifest and its first test run; Movie10: the first run of every
+    training film and of the test film. A film shown twice is cut from the cohort's repeated test episode (the
+    only one it repeats), two repeats each: the test film its start, a training film its end; the others from
+    successive training episodes, from their fifth volume on. Every cut ends before the episode's sound does (its
+    last volume runs past it).
+    """
+    manifest = read_manifest("neuromod")
+    movie10 = manifest["splits"]["movie10"]
+    films = [r for r in movie10["train"] + movie10["test"] if r.endswith("01")]
+    tasks = {"friends": manifest["train"][:2] + manifest["test"][:1], "movie10": films}
+
+    def heard(episode: str) -> int:
+        """The episode's volumes that end before its sound track does."""
+        audio, sr = src.audio(episode)
+        return int(len(audio) / sr // src.tr)
+
+    episodes, test = iter(src.train_runs), src.test_runs[0]
+    out: dict = {}
+    for task, runs in tasks.items():
+        for run in runs:
+            if run.rstrip("0123456789") in _NEUROMOD_REPEATED:
+                start = 0 if run in movie10["test"] else heard(test) - _NEUROMOD_REPEAT_TRS
+                out.setdefault(task, {})[run] = (test, start, _NEUROMOD_REPEAT_TRS, (0, 1) if start == 0 else (2, 3))
+            else:
+                episode = next(episodes)
+                out.setdefault(task, {})[run] = (episode, 4, min(_NEUROMOD_TRS, heard(episode) - 4), None)
+    return out
+
+
+def _h5_keys(task: str, runs: dict) -> dict[str, list[str]]:
+    """The release's dataset keys of each run (:func:`_neuromod_runs`): ``ses-<NNN>_task-<run>``, and ``_run-<k>``
+    for the k-th showing of a film shown twice; a session for every Friends episode (its parts share it) and for
+    every showing of a film."""
+    keys: dict[str, list[str]] = {}
+    session, last = 0, None
+    for run, (_, _, _, reps) in runs.items():
+        keys[run] = []
+        for i in range(len(reps) if reps else 1):
+            session += task == "movie10" or run[:6] != last
+            last = run[:6]
+            keys[run].append(f"ses-{session:03d}_task-{run}" + (f"_run-{i + 1}" if reps else ""))
+    return keys
+
+
+def write_neuromod(root: str | Path, source=None, seed: int = 0) -> Path:
+    """A miniature of the Algonauts 2025 release of CNeuroMod at ``root``: 4 subjects, Friends and Movie10 runs.
+
+    Each run is a cut of a simulated movie episode (:func:`_neuromod_runs`):
+    its volumes in the subjects' h5 files (1000 parcels, float32, the
+    release's keys; sub-02 has one volume more of the first Friends run, as
+    subjects' runs differ in the release), its words in a per-TR transcript,
+    its sound track and frames (64 x 64 at 5 frames/s) in a .mkv file, and
+    the Schaefer-2018 label file in ``atlas/``. A parcel averages three
+    simulated voxels of the ROIs its network stands for (``_SCHAEFER_BLOCKS``:
+    visual and ventral voxels for Vis, auditory and motor for SomMot, MT for
+    DorsAttn_Post, OFC for Limbic_OFC, LTC and STS for Default_Temp, AG and
+    TPOJ1 for Default_Par, IFG and MFG for Default_PFC, PCC for
+    Default_pCunPCC, voxels of no ROI for the other networks), so responses
+    keep their ROIs' structure. The films shown twice (Hidden Figures and Life)
+    overlap, both cut from the cohort's one repeated episode: a miniature tests
+    formats and code paths, not generalisation.
+
+    Parameters
+    ----------
+    root : path
+        The folder to write (it must not exist yet).
+    source : Dataset, optional
+        The simulated movie cohort to cut from (default: ``load_dataset("simulated-movie")``).
+    seed : int
+        Seed of the parcels' voxels.
+    """
+    import h5py
+
+    from .datasets.neuromod import H5_STEM
+    from .spaces import SCHAEFER_LABELS
+    from .stimuli import render_shots
+
+    root, src = Path(root), source if source is not None else _source("simulated-movie")
+    tr, fps = src.tr, src.fps
+    names, voxels = _parcels(src, config.rng(seed, "miniature", "neuromod"))
+    atlas = root / "atlas" / SCHAEFER_LABELS
+    atlas.parent.mkdir(parents=True)
+    atlas.write_text("".join(f"{i}\t{name}\t" + "\t".join(map(str, _SCHAEFER_COLOURS[name.split("_")[2]])) + "\t0\n"
+                             for i, name in enumerate(names, 1)))
+    plan = _neuromod_runs(src)
+    stimuli = root / "stimuli"
+    for task, runs in plan.items():
+        for run, (episode, first, n, _) in runs.items():
+            start, end = first * tr, (first + n) * tr
+            words = src.words(episode)
+            words = words[(words["onset"] >= start) & (words["offset"] <= end)]
+            words = words.assign(onset=words["onset"] - start, offset=words["offset"] - start)
+            if task == "friends":
+                folder, transcript, movie = f"friends/s{int(run[1:3])}", f"friends_{run}.tsv", f"friends_{run}.mkv"
+            else:  # the movies lack the transcripts' "movie10_" prefix
+                folder, transcript, movie = f"movie10/{run.rstrip('0123456789')}", f"movie10_{run}.tsv", f"{run}.mkv"
+            _write_transcript(stimuli / "transcripts" / folder / transcript, words, n, tr)
+            audio, sr = src.audio(episode)
+            # the episode's frames shown at the cut's frame times, rendered from its shot list at a small size
+            shown = np.floor(start * fps + np.arange(int(n * tr * fps)) + 1e-6) / fps
+            _write_mkv(stimuli / "movies" / folder / movie, render_shots(src.shots(episode), shown, _NEUROMOD_FRAME), fps,
+                       audio[int(round(start * sr)) : int(round(end * sr))], sr)
+    for k, subject in enumerate(_NEUROMOD_SUBJECTS):
+        for task, runs in plan.items():
+            desc = "_desc-s123456" if task == "friends" else ""
+            path = root / "fmri" / subject / "func" / f"{subject}_task-{task}_{H5_STEM}{desc}_bold.h5"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            keys = _h5_keys(task, runs)
+            with h5py.File(path, "w") as f:
+                for run, (episode, first, n, reps) in runs.items():
+                    extra = int(subject == "sub-02" and run == next(iter(plan["friends"])))  # one volume more, cut by the loader
+                    shown = [src.responses(src.subjects[k], episode)] if reps is None else \
+                        [src.repeats(src.subjects[k], episode)[r] for r in reps]
+                    for key, y in zip(keys[run], shown):
+                        f.create_dataset(key, data=y[first : first + n + extra][:, voxels].mean(axis=-1).astype(np.float32))
+    return root
+
+
 def write_parser(folder: str | Path) -> Path:
     """A tiny constituency parser in the release layout of :data:`brainalign.linguistics.CONSTITUENCY_MODEL`, at ``folder``.
 
@@ -362,7 +581,7 @@ def write_parser(folder: str | Path) -> Path:
     return model
 
 
-_WRITERS = {"lebel2023": write_lebel2023, "narratives": write_narratives}
+_WRITERS = {"lebel2023": write_lebel2023, "narratives": write_narratives, "neuromod": write_neuromod}
 
 
 def miniature_home() -> Path:
@@ -385,15 +604,17 @@ def prepare(names, home: str | Path | None = None) -> dict[str, Path]:
     unknown = [n for n in names if n not in MINIATURES]
     if unknown:
         raise ValueError(f"no miniature of dataset(s) {unknown}; miniatures exist of {list(MINIATURES)}")
-    out, source, written = {}, None, set()
+    out, sources, written = {}, {}, set()
     for name in dict.fromkeys(names):
         folder = home / _FOLDERS[name]
         stamp = folder / ".brainalign-miniature"
         if not (stamp.is_file() and stamp.read_text().strip() == str(VERSION)):
-            source = source or _source()
+            cohort = _SOURCES[name]
+            if cohort not in sources:  # each cohort loaded once
+                sources[cohort] = _source(cohort)
             tmp = home / f".{_FOLDERS[name]}.writing"
             shutil.rmtree(tmp, ignore_errors=True)
-            _WRITERS[name](tmp, source)
+            _WRITERS[name](tmp, sources[cohort])
             (tmp / ".brainalign-miniature").write_text(str(VERSION))
             shutil.rmtree(folder, ignore_errors=True)
             tmp.rename(folder)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from pathlib import Path
 
 import yaml
@@ -87,6 +88,16 @@ def _miniature_setup(params: dict, known: dict) -> dict[str, str]:
         raise ValueError(f"a miniature run stands in for real datasets, but this set names {simulated or 'none'}; "
                          f"use it with a set of real datasets (the `paper` sets: {sorted(miniature.MINIATURES)})")
     miniature.prepare(list(named.values()))
+    # the audio-video model's self-supervised fusion weights depend on its packaged encoders alone, not on any data:
+    # the miniature's cache shares them with the data home's (minutes of training, not repeated for a dry run)
+    from .tuning import PRETRAINING_STEP
+
+    shared, link = config.cache_dir() / PRETRAINING_STEP, miniature.miniature_home() / "cache" / PRETRAINING_STEP
+    if not link.is_symlink():
+        shared.mkdir(parents=True, exist_ok=True)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(link, ignore_errors=True)  # weights a dry run trained for itself before
+        link.symlink_to(shared, target_is_directory=True)
     if "device" in known:
         params["device"] = "cpu"
     return {"BRAINALIGN_DATA": str(miniature.miniature_home()), "BRAINALIGN_MINIATURE": "1", "BRAINALIGN_OFFLINE": "1"}

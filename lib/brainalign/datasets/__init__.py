@@ -6,7 +6,9 @@ study notebook runs unchanged on the simulated cohort and on real data:
 ``subjects``, ``runs`` (stories or episodes), ``tr`` (seconds), ``space``,
 ``split`` (train / test runs, read from a versioned manifest),
 ``words(run)`` (word, onset, offset in seconds from the stimulus onset),
-``audio(run)`` where the dataset has it, ``tr_times(run)`` (the acquisition
+``audio(run)`` (float32 mono samples, sample rate: every loader) and
+``frames(run)`` (uint8 frames (n, height, width, 3), their times in s: the
+movies, ``neuromod`` and ``simulated-movie``), ``tr_times(run)`` (the acquisition
 onset of every response row, s from the stimulus onset), ``sample_times(run)``
 (the instant each row stands for, where features are sampled),
 ``responses(subject, run)`` (float32, (n_trs, n_voxels), already trimmed to

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import numbers
 import re
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from ..manifests import read_manifest
 from ..spaces import SCHAEFER_LABELS, SCHAEFER_ROI_GROUPS, read_schaefer_labels, schaefer_rois
 from .base import Dataset, split_on_disk
 
-__all__ = ["NeuroMod", "read_transcript_tsv", "load_neuromod", "ALGONAUTS_SIGNUP", "ALGONAUTS_REPO"]
+__all__ = ["NeuroMod", "read_transcript_tsv", "load_neuromod", "ALGONAUTS_SIGNUP", "ALGONAUTS_REPO", "H5_STEM"]
 
 
 def read_transcript_tsv(path: str | Path) -> pd.DataFrame:
@@ -59,7 +60,8 @@ def read_transcript_tsv(path: str | Path) -> pd.DataFrame:
     return frame.sort_values("onset", kind="stable").reset_index(drop=True)
 
 
-_H5_STEM = "space-MNI152NLin2009cAsym_atlas-Schaefer18_parcel-1000Par7Net"
+#: the part of the release's fMRI file names after the task (then ``_desc-s123456`` for Friends, and ``_bold.h5``)
+H5_STEM = "space-MNI152NLin2009cAsym_atlas-Schaefer18_parcel-1000Par7Net"
 _KEY = {
     "friends": re.compile(r"^ses-\d+_task-(s\d{2}e\d{2}[a-z])$"),
     "movie10": re.compile(r"^ses-\d+_task-([a-z]+\d{2})(?:_run-\d+)?$"),
@@ -80,6 +82,9 @@ class NeuroMod(Dataset):
         stimuli/transcripts/friends/s<S>/friends_s<SS>e<EE><x>.tsv
         stimuli/transcripts/movie10/<movie>/movie10_<movie><seg>.tsv
             one row per TR: text_per_tr, words_per_tr, onsets_per_tr, durations_per_tr
+        stimuli/movies/friends/s<S>/friends_s<SS>e<EE><x>.mkv
+        stimuli/movies/movie10/<movie>/<movie><seg>.mkv
+            the run's video and sound track, from the movie onset (read only by ``audio`` and ``frames``)
 
     Runs are named without the session prefix (``s01e02a``, ``life03``) and
     are those with both fMRI (for at least one subject) and a transcript. A
@@ -92,6 +97,14 @@ class NeuroMod(Dataset):
     ``tr_times``. Some runs are missing for some subjects (see
     ``subject_runs``).
 
+    ``audio(run)`` is the movie's sound track mixed to mono, at the file's
+    sample rate; ``frames(run)`` its frames at ``frame_rate`` frames per second
+    (for every time ``0, 1/frame_rate, ...`` the frame shown then), resized so
+    that the short side is ``frame_size`` pixels. Both are decoded from the
+    .mkv file as a stream (:func:`brainalign.stimuli.formats.read_movie_frames`):
+    decoded whole at ~30 frames/s and full size, an episode would take tens of
+    GB; at 4 frames/s and 224 pixels it takes a few hundred MB.
+
     Space: 1000 Schaefer-2018 parcels (7 networks) in MNI152NLin2009cAsym. ROIs
     come from the parcel names of ``Schaefer2018_1000Parcels_7Networks_order.txt``
     (``SCHAEFER_ROI_GROUPS``). Access needs a sign-up (the Algonauts 2025 terms
@@ -103,11 +116,19 @@ class NeuroMod(Dataset):
     tr = 1.49
     TASKS = ("friends", "movie10")
 
-    def __init__(self, root: str | Path, task: str = "friends", split: dict | None = None, labels: str | Path | None = None):
+    def __init__(self, root: str | Path, task: str = "friends", split: dict | None = None, labels: str | Path | None = None,
+                 frame_rate: float = 4.0, frame_size: int = 224):
         import h5py
 
         if task not in self.TASKS:
             raise ValueError(f"unknown task {task!r} for neuromod; valid: {list(self.TASKS)}")
+        if isinstance(frame_rate, bool) or not (isinstance(frame_rate, numbers.Real) and frame_rate > 0):
+            raise ValueError(f"frame_rate={frame_rate!r}: the frames kept per second must be a number > 0 (e.g. 4.0)")
+        if isinstance(frame_size, bool) or not (isinstance(frame_size, numbers.Integral) and frame_size >= 16):
+            raise ValueError(f"frame_size={frame_size!r}: the pixels of the frames' short side must be an integer >= 16 "
+                             "(e.g. 224)")
+        self.frame_rate = float(frame_rate)
+        self.frame_size = int(frame_size)
         self.root = Path(root)
         self.task = task
         self._labels_path = Path(labels) if labels is not None else None
@@ -118,7 +139,7 @@ class NeuroMod(Dataset):
                 self._h5[sub.name] = path
         if not self._h5:
             raise FileNotFoundError(
-                f"no {task} fMRI in {self.root / 'fmri'} (expected fmri/sub-0X/func/sub-0X_task-{task}_{_H5_STEM}*_bold.h5). "
+                f"no {task} fMRI in {self.root / 'fmri'} (expected fmri/sub-0X/func/sub-0X_task-{task}_{H5_STEM}*_bold.h5). "
                 f"The Algonauts 2025 release needs a sign-up ({ALGONAUTS_SIGNUP}); then `brainalign data fetch neuromod` "
                 f"(see its message) fills {self.root}"
             )
@@ -152,10 +173,10 @@ class NeuroMod(Dataset):
     def _find_h5(self, sub: Path) -> Path | None:
         func = sub / "func"
         desc = "_desc-s123456" if self.task == "friends" else ""
-        exact = func / f"{sub.name}_task-{self.task}_{_H5_STEM}{desc}_bold.h5"
+        exact = func / f"{sub.name}_task-{self.task}_{H5_STEM}{desc}_bold.h5"
         if exact.exists():
             return exact
-        found = sorted(p for p in func.glob(f"{sub.name}_task-{self.task}_{_H5_STEM}*_bold.h5") if "cropped" not in p.name)
+        found = sorted(p for p in func.glob(f"{sub.name}_task-{self.task}_{H5_STEM}*_bold.h5") if "cropped" not in p.name)
         return found[0] if found else None
 
     def _transcript(self, run: str) -> Path:
@@ -164,6 +185,38 @@ class NeuroMod(Dataset):
             return base / f"s{int(run[1:3])}" / f"friends_{run}.tsv"
         movie = run.rstrip("0123456789")
         return base / movie / f"movie10_{run}.tsv"
+
+    def movie(self, run: str) -> Path:
+        """Where the run's movie file is (whether or not it is there)."""
+        self._check(run=run)
+        base = self.root / "stimuli" / "movies" / self.task
+        if self.task == "friends":
+            return base / f"s{int(run[1:3])}" / f"friends_{run}.mkv"
+        return base / run.rstrip("0123456789") / f"{run}.mkv"  # no "movie10_" prefix, unlike the transcripts
+
+    def _movie_file(self, run: str) -> Path:
+        path = self.movie(run)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"the movie of run {run!r} is not at {path}. The movies are in the release's stimuli/movies/ folder, "
+                f"which `brainalign data fetch neuromod` leaves out (fMRI and transcripts only; the movies are tens "
+                f"of GB): in the DataLad clone at {self.root}, `datalad get {path.relative_to(self.root)}` fetches it "
+                f"(or copy the file there)"
+            )
+        return path
+
+    def audio(self, run: str) -> tuple[np.ndarray, int]:
+        """The run's sound track: float32 mono samples from the movie onset, and the file's sample rate."""
+        from ..stimuli.formats import read_movie_audio
+
+        return read_movie_audio(self._movie_file(run))
+
+    def frames(self, run: str) -> tuple[np.ndarray, np.ndarray]:
+        """The run's video: uint8 frames (n_frames, height, width, 3), ``frame_rate`` per second, the short side
+        ``frame_size`` pixels, and their times (s from the movie onset), (n_frames,)."""
+        from ..stimuli.formats import read_movie_frames
+
+        return read_movie_frames(self._movie_file(run), self.frame_rate, self.frame_size)
 
     def subject_runs(self, subject: str) -> list[str]:
         self._check(subject)
@@ -227,10 +280,12 @@ class NeuroMod(Dataset):
                 for roi in SCHAEFER_ROI_GROUPS}
 
 
-def load_neuromod(root: str | Path | None = None, task: str = "friends", labels: str | Path | None = None) -> NeuroMod:
+def load_neuromod(root: str | Path | None = None, task: str = "friends", labels: str | Path | None = None,
+                  frame_rate: float = 4.0, frame_size: int = 224) -> NeuroMod:
     """The ``neuromod`` loader of ``load_dataset``: ``NeuroMod`` with the manifest's split of ``task``.
 
-    ``root`` defaults to ``algonauts_2025.competitors`` in the data home; ``task`` and ``labels`` go to ``NeuroMod``.
+    ``root`` defaults to ``algonauts_2025.competitors`` in the data home; ``task``, ``labels``, ``frame_rate`` and
+    ``frame_size`` go to ``NeuroMod``.
     """
     root = Path(root) if root is not None else config.data_home() / "algonauts_2025.competitors"
     if not (root / "fmri").is_dir():
@@ -241,6 +296,6 @@ def load_neuromod(root: str | Path | None = None, task: str = "friends", labels:
             "Offline, use dataset='simulated'."
         )
     manifest = read_manifest("neuromod")
-    ds = NeuroMod(root, task=task, labels=labels)
+    ds = NeuroMod(root, task=task, labels=labels, frame_rate=frame_rate, frame_size=frame_size)
     ds.split = split_on_disk(manifest if task == "friends" else manifest["splits"][task], ds.runs)
     return ds

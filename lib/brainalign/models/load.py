@@ -6,10 +6,14 @@ model loads by kind: a language model from its packaged folder
 features need character offsets); a speech or vision model with its
 preprocessor; an instruction-following LM with its processor
 (:func:`brainalign.models.instruct.load_instruct`); the offline audio-video
-model by :func:`build_av_fusion`. That one loads its two encoders through
-:func:`load_model`, so the two live together here; its fusion layers'
-self-supervised weights come from :func:`brainalign.tuning.pretrain_fusion`
-(imported when they are asked for: ``tuning`` imports ``models``).
+model by :func:`build_av_fusion`. In miniature mode (source ``"tiny"``) a
+hub model of any kind is built offline instead, with its processor, as a
+tiny random model of its class (:func:`brainalign.models.tiny.tiny_model`;
+one without a stand-in is an error that names those with one). The fusion
+model loads its two encoders through :func:`load_model`, so the two live
+together here; its fusion layers' self-supervised weights come from
+:func:`brainalign.tuning.pretrain_fusion` (imported when they are asked
+for: ``tuning`` imports ``models``).
 
 Language models have no module of their own: this loader is all their
 text-specific code here, and their word features are in :mod:`brainalign.features`.
@@ -105,16 +109,16 @@ def load_model(name: str | ModelSpec, dtype: torch.dtype = torch.float32, device
         tiny random stand-in (:func:`brainalign.models.tiny.tiny_model`).
     """
     spec, source = check_available(name)  # a name is looked up here, once; the spec knows its source
+    if source == "tiny":  # miniature mode: a random model of the hub model's class, built here (no hub call)
+        tiny, processor, model = tiny_model(spec)
+        model.to(dtype=dtype, device=device).eval()
+        return LoadedModel(spec=tiny, tokenizer=processor, model=model, source=source, revision=revision(spec))
     if spec.kind == "instruct-multimodal":
         processor, model = load_instruct(spec, dtype)
         model.to(device).eval()
         return LoadedModel(spec=spec, tokenizer=processor, model=model, source=source, revision=revision(spec))
     if spec.name == "whisper-efficientnet-fusion":
         return build_av_fusion(dtype=dtype, device=device)
-    if source == "tiny":  # miniature mode: a random model of the hub model's class, built here
-        tiny, processor, model = tiny_model(spec)
-        model.to(dtype=dtype, device=device).eval()
-        return LoadedModel(spec=tiny, tokenizer=processor, model=model, source=source, revision=revision(spec))
     if spec.kind not in TEXT_KINDS:
         processor, model = _load_media(spec, source, dtype)
         model.to(device).eval()

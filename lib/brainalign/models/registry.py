@@ -239,7 +239,8 @@ MODELS: dict[str, ModelSpec] = dict([
           note="LlavaNextVideoForConditionalGeneration: video + text; CLIP ViT-L/14-336 vision tower (24 layers, width 1024) "
                "and a Llama LM of 32 layers, width 4096 (LlavaNextVideoConfig defaults; Vicuna-7B v1.5 per the model card), "
                "33 hidden states as Oota et al. 2025 count them; UNVERIFIED against the hub config; its processor needs "
-               "torchvision; read by instruct.multimodal_instruct_tr_features"),
+               "torchvision (its miniature stand-in's video processing runs on PIL instead: models.tiny); read by "
+               "instruct.multimodal_instruct_tr_features"),
 ])
 
 

@@ -14,17 +14,32 @@ model's count and the tiny width, so every layer index of the set stays
 valid; the numbers mean nothing. A loaded tiny model says so: its spec's
 ``dim`` is :data:`TINY_DIM`, its ``source`` is ``"tiny"`` and its revision
 starts with ``tiny:``.
+
+Speech, vision and instruction-following multimodal models come with the
+processor their real code path calls, built offline: the class's feature
+extractor or image processor (on its PIL backend: torchvision is not
+installed), and for the multimodal LMs the model's own processor class
+(``Qwen2AudioProcessor``, ``LlavaNextVideoProcessor``) around a small audio
+or video front end and a :func:`build_tokenizer` tokenizer with the
+model's special tokens and chat template. Their encoders besides the
+language model (Qwen2-Audio's audio encoder, LLaVA-NeXT-Video's CLIP
+vision tower) have 2 blocks of width :data:`TINY_DIM` (LLaVA reads its
+tower's second-to-last state, which so stays a block's output, as in the
+real model), and their inputs are small (32 x 32 frames), so a forward
+pass takes milliseconds on a CPU.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import string
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .registry import ModelSpec
@@ -41,12 +56,17 @@ TINY_FAMILIES: dict[str, str] = {
     "meta-llama/Llama-3.2-1B": "llama", "google/gemma-2b": "gemma", "tiiuae/Falcon3-1B-Base": "llama",
     "Qwen/Qwen2.5-0.5B": "qwen2", "HuggingFaceTB/SmolLM2-360M": "llama",
     "wav2vec2-base-960h": "wav2vec2", "hubert-base-ls960": "hubert", "whisper-base": "whisper",
+    "videomae-base": "videomae",
+    "Qwen/Qwen2-Audio-7B-Instruct": "qwen2_audio", "llava-hf/LLaVA-NeXT-Video-7B-hf": "llava_next_video",
 }
 
 #: the special tokens of :func:`build_tokenizer`, first in its vocabulary
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
-_TEXT_POSITIONS = {"encoder": 512, "causal": 8192}  # BERT's limit; causal models read long windows
+# BERT's limit; causal models read long windows, and so do the multimodal LMs (their prompts hold the media's tokens)
+_TEXT_POSITIONS = {"encoder": 512, "causal": 8192, "instruct-multimodal": 8192}
+#: side of a tiny vision model's square input (pixels): a few patches, enough to keep its token layout
+_TINY_IMAGE = 32
 
 
 def build_tokenizer(words: Sequence[str], kind: str = "encoder", vocab_words: int = 2000, max_length: int = 256):
@@ -135,6 +155,174 @@ def _speech(model_type: str, spec: ModelSpec) -> tuple[Any, torch.nn.Module]:
     return tf.Wav2Vec2FeatureExtractor(), arch(config)
 
 
+def _videomae(spec: ModelSpec) -> tuple[Any, torch.nn.Module]:
+    """VideoMAE: clips of 16 frames of 32 x 32 pixels, 2-frame tubelets of 16 x 16 patches (32 tokens a clip)."""
+    import transformers as tf
+
+    # the PIL backend, named: the default VideoMAEImageProcessor needs torchvision and falls back to it with a warning
+    size = {"shortest_edge": _TINY_IMAGE}, {"height": _TINY_IMAGE, "width": _TINY_IMAGE}
+    processor = tf.VideoMAEImageProcessorPil(size=size[0], crop_size=size[1])
+    config = tf.VideoMAEConfig(image_size=_TINY_IMAGE, patch_size=16, num_frames=16, tubelet_size=2, hidden_size=TINY_DIM,
+                               num_hidden_layers=spec.n_layers, num_attention_heads=2, intermediate_size=2 * TINY_DIM)
+    return processor, tf.VideoMAEModel(config)
+
+
+def _chat_tokenizer(special: Sequence[str], bos: str | None = None):
+    """A causal :func:`build_tokenizer` with a chat model's special tokens (whole, never lowercased), ``bos`` put first."""
+    from tokenizers import AddedToken, processors
+
+    tok = build_tokenizer(corpus_words(), "causal", vocab_words=2000, max_length=_TEXT_POSITIONS["instruct-multimodal"])
+    tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in special], special_tokens=True)
+    if bos is not None:  # as Llama's tokenizer does
+        tok.backend_tokenizer.post_processor = processors.TemplateProcessing(
+            single=f"{bos} $A", special_tokens=[(bos, tok.convert_tokens_to_ids(bos))])
+    return tok
+
+
+def _chat_text_config(model_type: str, spec: ModelSpec, tok, eos: str) -> Any:
+    """The language model's config, with the tokenizer's vocabulary, padding and end-of-turn (``eos``) tokens."""
+    config = _text_config(model_type, spec, len(tok))
+    config.pad_token_id, config.bos_token_id, config.eos_token_id = tok.pad_token_id, None, tok.convert_tokens_to_ids(eos)
+    return config
+
+
+def _chat_generation(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` with generation stopping at its language model's end-of-turn token and padding with its padding token."""
+    text = model.config.text_config
+    model.generation_config.pad_token_id, model.generation_config.eos_token_id = text.pad_token_id, text.eos_token_id
+    return model
+
+
+def _qwen2_audio(spec: ModelSpec) -> tuple[Any, torch.nn.Module]:
+    """Qwen2-Audio: a Qwen2 LM, a 2-block audio encoder, and the real processor class with its chat template.
+
+    The feature extractor is Whisper's with the real model's 128 mel bins and
+    30 s context (the encoder's 1500 positions need 3000 mel frames); the chat
+    template is the processor's own (``Qwen2AudioProcessor.default_chat_template``).
+    """
+    import transformers as tf
+
+    tok = _chat_tokenizer(["<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"])
+    audio = tf.Qwen2AudioEncoderConfig(num_mel_bins=128, encoder_layers=2, encoder_attention_heads=2,
+                                       encoder_ffn_dim=2 * TINY_DIM, d_model=TINY_DIM, max_source_positions=1500)
+    config = tf.Qwen2AudioConfig(audio_config=audio, text_config=_chat_text_config("qwen2", spec, tok, "<|im_end|>"),
+                                 audio_token_index=tok.convert_tokens_to_ids("<|AUDIO|>"))
+    model = _chat_generation(tf.Qwen2AudioForConditionalGeneration(config))
+    processor = tf.Qwen2AudioProcessor(feature_extractor=tf.WhisperFeatureExtractor(feature_size=128), tokenizer=tok)
+    return processor, model
+
+
+@functools.cache
+def _llava_next_video_processing() -> tuple[type, type]:
+    """LLaVA-NeXT-Video's processor without torchvision: the classes ``PilVideoProcessor`` and ``LlavaNextVideoProcessorPil``.
+
+    transformers' ``LlavaNextVideoVideoProcessor`` runs its steps with
+    torchvision, whose PyPI wheel does not load beside the CPU build of torch
+    (its C operators are missing), so it cannot be installed here.
+    ``PilVideoProcessor`` runs the same steps, frame by frame, on the PIL
+    backend of the image processors: the shorter side resized to ``size``
+    (bicubic), a centre crop to ``crop_size``, pixels scaled to [0, 1] and
+    normalised with CLIP's mean and standard deviation; it gives what the
+    real one gives, ``pixel_values_videos``, one array of shape (n_frames, 3,
+    height, width) per video, and samples no frames (the caller picks them).
+
+    ``LlavaNextVideoProcessorPil`` is the real ``LlavaNextVideoProcessor``
+    (chat template, ``<video>`` expanded to the model's video tokens) with
+    one change: the check that its video processor is a
+    ``VideoProcessorMixin``. transformers looks that class up by name, and
+    without torchvision the lookup fails (its video-processor registry is a
+    placeholder), so the check is an ``isinstance`` here.
+
+    Built on first use, so that importing this module does not import transformers.
+    """
+    from transformers import LlavaNextVideoProcessor
+    from transformers.image_processing_backends import PilBackend
+    from transformers.image_processing_utils import BatchFeature
+    from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling
+    from transformers.video_processing_utils import VideoProcessorMixin
+    from transformers.video_utils import make_batched_videos
+
+    class PilVideoProcessor(VideoProcessorMixin, PilBackend):
+        # LlavaNextVideoVideoProcessor's defaults
+        resample = PILImageResampling.BICUBIC
+        image_mean, image_std = OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+        size, crop_size, default_to_square = {"shortest_edge": 224}, {"height": 224, "width": 224}, False
+        do_resize = do_center_crop = do_rescale = do_normalize = do_convert_rgb = True
+        do_sample_frames = False
+
+        def _decode_and_sample_videos(self, videos, video_metadata=None, do_sample_frames=None, sample_indices_fn=None):
+            if do_sample_frames:
+                raise ValueError("PilVideoProcessor does not sample frames: pass the frames to read")
+            return make_batched_videos(videos), video_metadata
+
+        def _prepare_input_videos(self, videos, do_convert_rgb=None, input_data_format=None, device=None):
+            return [[self.process_image(frame, do_convert_rgb=do_convert_rgb, input_data_format=input_data_format)
+                     for frame in video] for video in videos]
+
+        def _preprocess(self, videos, return_tensors=None, **kwargs):
+            kwargs.update(do_pad=False, pad_size=None)
+            out = [np.stack(PilBackend._preprocess(self, frames, return_tensors=None, **kwargs)["pixel_values"])
+                   for frames in videos]
+            return BatchFeature(data={"pixel_values_videos": out}, tensor_type=return_tensors)
+
+    class LlavaNextVideoProcessorPil(LlavaNextVideoProcessor):
+        def check_argument_for_proper_class(self, argument_name, argument):
+            if argument_name != "video_processor":
+                return super().check_argument_for_proper_class(argument_name, argument)
+            if not isinstance(argument, VideoProcessorMixin):
+                raise TypeError(f"Received a {type(argument).__name__} for argument video_processor, "
+                                "but a VideoProcessorMixin was expected.")
+            return VideoProcessorMixin
+
+    return PilVideoProcessor, LlavaNextVideoProcessorPil
+
+
+#: LLaVA-NeXT-Video-7B's prompt format, ``USER: <video>\n<instruction> ASSISTANT:`` (its model card's), as a chat template
+LLAVA_NEXT_VIDEO_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\n' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}{{ '<video>\n' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' ' }}{% endfor %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+
+def _llava_next_video(spec: ModelSpec) -> tuple[Any, torch.nn.Module]:
+    """LLaVA-NeXT-Video: a Llama LM, a 2-block CLIP vision tower, and the real processor class.
+
+    Frames of 32 x 32 pixels in 8 x 8 patches: 16 patches, average-pooled
+    (stride 2) to 4 video tokens a frame. The processor is
+    ``LlavaNextVideoProcessor`` (which expands ``<video>`` to those tokens)
+    around a video processor on the PIL backend, as transformers' own needs
+    torchvision (:func:`_llava_next_video_processing`).
+    """
+    import transformers as tf
+
+    tok = _chat_tokenizer(["<s>", "</s>", "<video>", "<image>"], bos="<s>")
+    side, patch = _TINY_IMAGE, 8
+    vision = tf.CLIPVisionConfig(image_size=side, patch_size=patch, hidden_size=TINY_DIM, num_hidden_layers=2,
+                                 num_attention_heads=2, intermediate_size=2 * TINY_DIM, projection_dim=TINY_DIM)
+    pinpoints = [[side, 2 * side], [2 * side, side], [2 * side, 2 * side]]  # the real ones' pattern, at this side
+    config = tf.LlavaNextVideoConfig(vision_config=vision, text_config=_chat_text_config("llama", spec, tok, "</s>"),
+                                     video_token_index=tok.convert_tokens_to_ids("<video>"),
+                                     image_token_index=tok.convert_tokens_to_ids("<image>"), image_grid_pinpoints=pinpoints)
+    model = _chat_generation(tf.LlavaNextVideoForConditionalGeneration(config))
+    size = {"shortest_edge": side}, {"height": side, "width": side}
+    video_processor, processor_class = _llava_next_video_processing()
+    processor = processor_class(
+        video_processor=video_processor(size=size[0], crop_size=size[1]),
+        image_processor=tf.LlavaNextImageProcessorPil(size=size[0], crop_size=size[1], image_grid_pinpoints=pinpoints),
+        tokenizer=tok, chat_template=LLAVA_NEXT_VIDEO_TEMPLATE, patch_size=patch, vision_feature_select_strategy="default",
+        num_additional_image_tokens=1)  # CLIP's class token
+    return processor, model
+
+
+#: the builders of the stand-ins that are neither text nor speech models
+_BUILDERS = {"videomae": _videomae, "qwen2_audio": _qwen2_audio, "llava_next_video": _llava_next_video}
+
+
 def tiny_model(spec: ModelSpec, seed: int = 0) -> tuple[ModelSpec, Any, torch.nn.Module]:
     """A randomly initialised model of ``spec``'s class, with its processor, built without a download.
 
@@ -150,9 +338,12 @@ def tiny_model(spec: ModelSpec, seed: int = 0) -> tuple[ModelSpec, Any, torch.nn
     spec : ModelSpec
         ``spec`` with ``dim`` = :data:`TINY_DIM`.
     processor
-        A tokenizer (text models) or the class's feature extractor (speech models).
+        A tokenizer (text models), the class's feature extractor (speech
+        models) or image processor (VideoMAE), or the class's processor
+        (instruction-following multimodal LMs).
     model : torch.nn.Module
-        The model (a language model's class with its head; a speech model's encoder).
+        The model (a language model's class with its head; a speech model's
+        encoder; ``VideoMAEModel``; the multimodal LM's class for generation).
 
     Raises
     ------
@@ -167,6 +358,8 @@ def tiny_model(spec: ModelSpec, seed: int = 0) -> tuple[ModelSpec, Any, torch.nn
         torch.manual_seed(seed)
         if spec.kind == "speech":
             processor, model = _speech(model_type, spec)
+        elif model_type in _BUILDERS:
+            processor, model = _BUILDERS[model_type](spec)
         else:
             from transformers import AutoModel, AutoModelForCausalLM
 

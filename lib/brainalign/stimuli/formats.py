@@ -5,7 +5,10 @@ Word timings come from Praat TextGrids (OpenNeuro ds003020: :func:`read_textgrid
 from the gentle forced alignments of Narratives (``align.csv``, with the
 punctuation of the ``transcript.txt`` gentle aligned: :func:`read_align_csv`).
 Both give a table with columns ``word``, ``onset`` and ``offset`` (s).
-:func:`read_video` reads the frames of a video file and when each is shown.
+:func:`read_video` reads the frames of a video file and when each is shown;
+for whole movies, which would not fit in memory decoded at full size and rate,
+:func:`read_movie_frames` keeps frames at a fixed rate and size as it decodes,
+and :func:`read_movie_audio` reads the sound track.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import pandas as pd
 
 from ..cache import atomic_write
 
-__all__ = ["GENTLE_WORD", "NONWORDS", "read_align_csv", "read_textgrid", "read_video", "read_wav", "write_textgrid", "write_wav"]
+__all__ = ["GENTLE_WORD", "NONWORDS", "read_align_csv", "read_movie_audio", "read_movie_frames", "read_textgrid", "read_video",
+           "read_wav", "write_textgrid", "write_wav"]
 
 #: Labels of silences, breaths, laughs and noises in forced alignments (compare lowercased, stripped).
 NONWORDS: frozenset[str] = frozenset(
@@ -381,3 +385,157 @@ def read_video(path: str | os.PathLike, fps: float | None = None) -> tuple[np.nd
         raise ValueError(f"fps={fps} must be positive")
     frames = np.ascontiguousarray(frames[..., :3], dtype=np.uint8)
     return frames, np.arange(len(frames)) / float(fps)
+
+
+# -- movies, decoded as a stream ---------------------------------------------------
+def _open_movie(path: Path):
+    """``path`` opened with PyAV; a file FFmpeg cannot read is a ValueError naming it."""
+    import av
+
+    if not path.is_file():
+        raise FileNotFoundError(f"movie not found: {path}")
+    try:
+        return av.open(str(path))
+    except av.FFmpegError as err:
+        raise ValueError(f"{path} is not a readable movie file ({err})") from err
+
+
+def _start(container) -> float:
+    """The container's start time (s): the time base of every stream of the file."""
+    return container.start_time / 1e6 if container.start_time is not None else 0.0
+
+
+def _mono(frame) -> np.ndarray:
+    """The mean of a planar audio frame's channels, but its low-frequency effects channel (a 5.1 track's LFE)."""
+    samples = frame.to_ndarray()
+    names = [c.name for c in frame.layout.channels]
+    keep = [i for i, name in enumerate(names) if name != "LFE"] if len(names) == len(samples) else []
+    return samples[keep or slice(None)].mean(axis=0)
+
+
+def read_movie_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """The sound track of a movie file, mixed to mono: float32 samples and the file's sample rate.
+
+    Decoded with PyAV frame by frame (a whole movie's audio is small; its video
+    is not: see :func:`read_movie_frames`). Sample 0 is at the start of the
+    file, the time base of :func:`read_movie_frames`: a sound track that starts
+    later is preceded by silence. Channels are averaged, as :func:`read_wav` does
+    (but a low-frequency effects channel).
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    ValueError
+        When FFmpeg cannot read it, or it has no audio stream.
+    """
+    import av
+
+    path = Path(path)
+    with _open_movie(path) as container:
+        if not container.streams.audio:
+            raise ValueError(f"{path} has no audio stream (streams: {[s.type for s in container.streams]})")
+        stream = container.streams.audio[0]
+        sr = int(stream.sample_rate or stream.codec_context.sample_rate)
+        to_float = av.AudioResampler(format="fltp")  # planar float, channels and rate kept
+        chunks, lead = [], None
+        try:
+            for frame in container.decode(stream):
+                if lead is None and frame.time is not None:
+                    lead = frame.time - _start(container)
+                chunks += [_mono(f) for f in to_float.resample(frame)]
+            chunks += [_mono(f) for f in to_float.resample(None)]
+        except av.FFmpegError as err:
+            raise ValueError(f"{path}: its audio cannot be decoded ({err})") from err
+    audio = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+    shift = int(round((lead or 0.0) * sr))
+    if shift > 0:
+        audio = np.concatenate([np.zeros(shift, np.float32), audio])
+    elif shift < 0:  # samples before the file's start (an encoder's priming)
+        audio = audio[-shift:]
+    return audio, sr
+
+
+def read_movie_frames(path: str | os.PathLike, rate: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frames of a movie file at a fixed rate and size, decoded as a stream.
+
+    A movie decoded whole at its own rate and resolution would take tens of GB;
+    here, for every time of the grid ``0, 1/rate, 2/rate, ...`` (s from the
+    start of the file) the frame shown at that time (the last one to start at
+    or before it) is kept, resized (FFmpeg's area filter) so that its short
+    side is ``size`` pixels, the display aspect ratio kept. Grid times before
+    the first frame are left out; the last frame is shown for its duration.
+
+    Parameters
+    ----------
+    path : path
+        The movie file.
+    rate : float
+        Frames kept per second.
+    size : int
+        Pixels of the short side of the kept frames.
+
+    Returns
+    -------
+    frames : uint8 array of shape (n_frames, height, width, 3)
+    times : float64 array of shape (n_frames,)
+        The grid times kept (s), increasing.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    ValueError
+        When FFmpeg cannot read it, it has no video stream, or ``rate`` or ``size`` is not positive.
+    """
+    import av
+
+    if not rate > 0 or not size >= 1:
+        raise ValueError(f"rate={rate} and size={size} must be positive")
+    path = Path(path)
+    eps = 1e-6  # frame times are exact rationals, the grid is a float: equal within a microsecond
+    kept: list[np.ndarray] = []
+    times: list[float] = []
+    with _open_movie(path) as container:
+        if not container.streams.video:
+            raise ValueError(f"{path} has no video stream (streams: {[s.type for s in container.streams]})")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        start = _start(container)
+        period = 1.0 / float(stream.average_rate or stream.guessed_rate or 25)
+        prev, prev_t, image, shape, k, n = None, 0.0, None, None, 0, 0
+
+        def keep_until(t: float) -> None:
+            """Keep ``prev`` (resized once) for the grid times before ``t``."""
+            nonlocal image, k
+            while k / rate + eps < t:
+                if image is None:
+                    image = prev.reformat(width=shape[1], height=shape[0], format="rgb24", interpolation="AREA").to_ndarray()
+                kept.append(image)
+                times.append(k / rate)
+                k += 1
+
+        try:
+            for frame in container.decode(stream):
+                t = frame.time - start if frame.time is not None else n * period
+                n += 1
+                if prev is None:
+                    k = max(0, int(np.ceil((t - eps) * rate)))  # no frame is shown before the first
+                    sar = stream.sample_aspect_ratio or 1
+                    width, height = frame.width * float(sar), frame.height
+                    scale = size / min(width, height)
+                    shape = (max(1, round(height * scale)), max(1, round(width * scale)))
+                else:
+                    keep_until(t)
+                prev, image, prev_t = frame, None, t
+            if prev is not None:
+                shown = float(prev.duration * prev.time_base) if prev.duration and prev.time_base else period
+                keep_until(prev_t + shown)
+        except av.FFmpegError as err:
+            raise ValueError(f"{path}: its video cannot be decoded ({err})") from err
+    if not kept:
+        raise ValueError(f"{path} has no video frames")
+    frames = np.empty((len(kept), *kept[0].shape), dtype=np.uint8)
+    for i in range(len(kept)):  # frame by frame, freeing the list as it goes: the peak stays one copy
+        frames[i], kept[i] = kept[i], None
+    return frames, np.asarray(times, dtype=float)

@@ -72,7 +72,16 @@ from .downstream import (
     probe_downstream,
 )
 from .net import LORA_TARGETS, AVTuningNet, TuningNet, av_lora_config, hidden_state_at, last_state_from, lora_config
-from .selfsup import PRETRAINING_FACE_P, ClipTokens, clip_tokens, continue_selfsup, pretrain_fusion, pretraining_clips, pretraining_lines
+from .selfsup import (
+    PRETRAINING_FACE_P,
+    PRETRAINING_STEP,
+    ClipTokens,
+    clip_tokens,
+    continue_selfsup,
+    pretrain_fusion,
+    pretraining_clips,
+    pretraining_lines,
+)
 from .trainer import STRATEGIES, TUNING_VERSION, BrainTuner
 
 __all__ = [
@@ -80,7 +89,8 @@ __all__ = [
     "av_lora_config", "frame_phone_classes", "hidden_state_at", "last_state_from", "lora_config", "phone_class",
     "tuning_data", "window_bounds",
     # self-supervised pretraining of the audio-video fusion layers (Study 3)
-    "PRETRAINING_FACE_P", "ClipTokens", "clip_tokens", "continue_selfsup", "pretrain_fusion", "pretraining_clips", "pretraining_lines",
+    "PRETRAINING_FACE_P", "PRETRAINING_STEP", "ClipTokens", "clip_tokens", "continue_selfsup", "pretrain_fusion", "pretraining_clips",
+    "pretraining_lines",
     # Study 3's downstream tasks, offline
     "DOWNSTREAM_FACE_P", "PROBE_ALPHAS", "TASKS", "downstream_clips", "downstream_folds", "downstream_lines",
     "downstream_predictions", "label_windows", "probe_downstream",

@@ -97,14 +97,15 @@ from ..models.vision import check_images, vision_hidden_states
 from ..stimuli import Movie, dialogue_episodes, make_movie, read_dialogue
 
 __all__ = [
-    "PRETRAINING_FACE_P", "ClipTokens", "clip_tokens", "continue_selfsup", "pretrain_fusion", "pretraining_clips",
+    "PRETRAINING_FACE_P", "PRETRAINING_STEP", "ClipTokens", "clip_tokens", "continue_selfsup", "pretrain_fusion", "pretraining_clips",
     "pretraining_lines",
 ]
 
 log = logging.getLogger(__name__)
 
-#: the cache step of the pretrained weights, and of the domain-adapted ones
-_STEP, _CONTINUED_STEP = "av_pretraining", "av_selfsup_continued"
+#: the cache step of the pretrained weights (they depend on the packaged encoders alone, not on any dataset: a miniature
+#: run shares them with the data home's cache, see :mod:`brainalign.runner`), and of the domain-adapted ones
+PRETRAINING_STEP, _CONTINUED_STEP = "av_pretraining", "av_selfsup_continued"
 #: how often a pretraining clip's shot shows the talking speaker's face, and the other speaker's (else a scene)
 PRETRAINING_FACE_P = (0.9, 0.05)
 #: frames per EfficientNet pass: at 8 its activations take about 150 MB (560 MB at 32), and it runs no slower
@@ -521,7 +522,7 @@ def pretrain_fusion(
         return _unpack(compute(), fusion)
     parts = {"model": lm.revision, "params": params, "lines": digest(pretraining_lines().to_numpy(dtype=str)),
              "espeak": package_version("espeakng-loader")}
-    return _unpack(Cache().memoize(_STEP, SELFSUP_VERSION, parts, compute), fusion)
+    return _unpack(Cache().memoize(PRETRAINING_STEP, SELFSUP_VERSION, parts, compute), fusion)
 
 
 def continue_selfsup(
