@@ -360,7 +360,12 @@ def test_registry_audio_video_and_instruct():
     assert spec.kind == "audio-video" and "pretrained self-supervised on audio-visual correspondence" in spec.note
     assert spec.hidden_dims() == (384,) * 5 + models.get_spec("efficientnet-lite0").hidden_dims() + (256,) * 3
     instruct = models.model_names("instruct-multimodal")
-    assert {"Qwen/Qwen2-Audio-7B-Instruct", "llava-hf/LLaVA-NeXT-Video-7B-hf"} <= set(instruct)
+    assert set(models.INSTRUCT_CLASSES) <= set(instruct) and len(models.INSTRUCT_CLASSES) == 6
+    # Oota et al. 2025's counts of hidden states (embeddings included); LLaVA-OneVision's Qwen2-7B LM has 28 layers
+    counts = {"LanguageBind/Video-LLaVA-7B-hf": 33, "Qwen/Qwen2.5-VL-7B-Instruct": 29, "Salesforce/instructblip-vicuna-7b": 33,
+              "llava-hf/llava-onevision-qwen2-7b-ov-hf": 29}
+    assert {name: models.layer_count(name) for name in counts} == counts
+    assert all("UNVERIFIED" in models.get_spec(name).note and models.get_spec(name).instruct for name in models.INSTRUCT_CLASSES)
     for name in av + instruct:
         spec = models.get_spec(name)
         assert len(spec.hidden_dims()) == models.layer_count(name) and spec.hidden_dims()[-1] == spec.dim
@@ -382,21 +387,28 @@ def test_instruct_multimodal_load_model_online(monkeypatch):
     import transformers as tf
 
     monkeypatch.setenv("BRAINALIGN_OFFLINE", "0")
-    calls = []
+    calls, processors = [], []
     tiny_audio = _tiny_qwen2_audio()
     for name, (cls, medium) in models.INSTRUCT_CLASSES.items():
-        tiny = tiny_audio.model if medium == "audio" else _tiny_llava_video()
+        tiny = tiny_audio.model if medium == "audio" else _tiny_llava_video() if "NeXT" in name else \
+            models.tiny_model(models.MODELS[name])[2]  # a small model of the class (the builder of the miniature mode's)
 
         def load(hub_id, dtype=None, tiny=tiny):
             calls.append(hub_id)
             return tiny
 
-        monkeypatch.setattr(tf.AutoProcessor, "from_pretrained", lambda hub_id: f"processor of {hub_id}")
+        def processor(kind):
+            return lambda hub_id: processors.append(kind) or f"processor of {hub_id}"
+
+        monkeypatch.setattr(tf.AutoProcessor, "from_pretrained", processor("auto"))
+        monkeypatch.setattr(tf.InstructBlipVideoProcessor, "from_pretrained", processor("instructblip-video"))
         monkeypatch.setattr(getattr(tf, cls), "from_pretrained", load)
         lm = models.load_model(name)
         assert isinstance(lm, models.LoadedModel) and type(lm.model).__name__ == cls and not lm.model.training
         assert lm.processor == f"processor of {name}" and lm.revision == f"hub:{name}" and models.instruct_medium(lm.model) == medium
     assert calls == list(models.INSTRUCT_CLASSES)
+    # the image checkpoint of InstructBLIP is read as a video model: its processor is the video one, not AutoProcessor's
+    assert processors == ["instructblip-video" if "instructblip" in name else "auto" for name in models.INSTRUCT_CLASSES]
 
 
 def test_fusion_states_shapes_and_unimodal_layers(fusion, whisper, effnet, clip):
@@ -653,7 +665,7 @@ class _VideoProcessorStandIn:
         return self.tok.apply_chat_template(messages, chat_template=_TEMPLATE, add_generation_prompt=add_generation_prompt,
                                             tokenize=tokenize)
 
-    def __call__(self, text, videos, return_tensors):
+    def __call__(self, text, videos, return_tensors, video_metadata=None):  # the clip's frame rate: not read by LLaVA-NeXT
         video = torch.from_numpy(np.stack(videos)[:, :, :32, :32]).permute(0, 1, 4, 2, 3).float() / 255
         enc = self.tok(text.replace("<video>", "<video>" * (4 * video.shape[1])), return_tensors=return_tensors)
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "pixel_values_videos": video}

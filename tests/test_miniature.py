@@ -27,7 +27,11 @@ def _media(name: str) -> dict:
 
 
 _INSTRUCT = {"Qwen/Qwen2-Audio-7B-Instruct": "Who is speaking in the audio?",
-             "llava-hf/LLaVA-NeXT-Video-7B-hf": "Caption the video in a short sentence."}
+             "llava-hf/LLaVA-NeXT-Video-7B-hf": "Caption the video in a short sentence.",
+             "llava-hf/llava-onevision-qwen2-7b-ov-hf": "What are the main events captured in the video?",
+             "LanguageBind/Video-LLaVA-7B-hf": "Step-by-step describe the activity shown in the video.",
+             "Qwen/Qwen2.5-VL-7B-Instruct": "Where is this video taken from? What place/landmark is shown in the video?",
+             "Salesforce/instructblip-vicuna-7b": "What emotions do the characters express during the video?"}
 
 
 @pytest.mark.parametrize("name", sorted(models.TINY_FAMILIES))
@@ -105,18 +109,10 @@ def test_a_tiny_multimodal_lm_reads_its_media_through_its_real_processor(name, m
         inputs = instruct.multimodal_prompt(lm, _INSTRUCT[name], media["audio"][: 2 * 16000])
         assert inputs["input_features"].shape == (1, 128, 3000) and int(inputs["feature_attention_mask"].sum()) == 200
         assert int((inputs["input_ids"] == lm.model.config.audio_token_id).sum()) == 50
-    else:  # LlavaNextVideoProcessor: 32 x 32 frames in 8 x 8 patches, pooled 2 x 2: 4 tokens a frame
-        assert isinstance(lm.processor, transformers.LlavaNextVideoProcessor)
-        frames = np.full((4, 40, 56, 3), 128, dtype=np.uint8)
-        inputs = instruct.multimodal_prompt(lm, _INSTRUCT[name], frames)
-        pixels = inputs["pixel_values_videos"]
-        assert pixels.shape == (1, 4, 3, 32, 32) and int((inputs["input_ids"] == lm.model.config.video_token_id).sum()) == 16
-        mean, std = np.array(lm.processor.video_processor.image_mean), np.array(lm.processor.video_processor.image_std)
-        np.testing.assert_allclose(pixels[0, 0, :, 5, 5].numpy(), (128 / 255 - mean) / std, rtol=1e-5)  # CLIP's normalisation
-        ids = inputs["input_ids"][0].tolist()
-        assert ids[0] == lm.processor.tokenizer.convert_tokens_to_ids("<s>")  # as Llama's tokenizer, then "USER: <video>\n"
-        at = [i for i, t in enumerate(ids) if t == lm.model.config.video_token_id]
-        assert at == list(range(at[0], at[0] + 16))  # the one <video> of the template, expanded in place
+    else:
+        inputs = _check_video_inputs(lm, name)
+    assert inputs["attention_mask"].shape == inputs["input_ids"].shape
+    assert set(models.INSTRUCT_CLASSES) == set(_INSTRUCT) and not [n for n in models.INSTRUCT_CLASSES if n not in models.TINY_FAMILIES]
     assert inputs["attention_mask"].shape == inputs["input_ids"].shape
     times = np.array([1.5, 3.0, 4.5])
     kwargs = {**media, "window": 2.0, "max_new_tokens": 3, "layers": [lm.spec.n_layers], "cache": False}
@@ -125,6 +121,106 @@ def test_a_tiny_multimodal_lm_reads_its_media_through_its_real_processor(name, m
     other = instruct.multimodal_instruct_tr_features(lm, "What is unusual about it?", times, **kwargs)[0]
     np.testing.assert_array_equal(first, again)  # the same seed, the same features
     assert np.abs(first - other).max() > 1e-3 * np.abs(first).max()  # the features depend on the instruction
+
+
+def _tokens(lm, token: str, inputs: dict) -> list[int]:
+    """Where ``token`` is in the prompt; asserted to be one run."""
+    ids = inputs["input_ids"][0].tolist()
+    at = [i for i, t in enumerate(ids) if t == lm.processor.tokenizer.convert_tokens_to_ids(token)]
+    assert at and at == list(range(at[0], at[0] + len(at)))  # the template's one placeholder, expanded in place
+    return at
+
+
+def _check_video_inputs(lm, name: str) -> dict:
+    """The inputs of each video model's real processor around the tiny stand-in's PIL video processor: counts and layout."""
+    import transformers
+
+    from brainalign import instruct
+
+    rng = np.random.default_rng(3)
+    frames = np.full((4, 40, 56, 3), 128, dtype=np.uint8)
+    tok = lm.processor.tokenizer
+    kind = type(lm.processor).__mro__[1].__name__  # the real class under the PIL-accepting subclass
+    assert isinstance(lm.processor, getattr(transformers, kind)) and kind != "ProcessorMixin"
+    inputs = instruct.multimodal_prompt(lm, _INSTRUCT[name], frames)
+    ids = inputs["input_ids"][0].tolist()
+    if kind == "Qwen2_5_VLProcessor":
+        # 40 x 56 -> 32 x 64 (sides multiples of 16, at most 2,048 pixels); 4 frames in 2-frame, 8 x 8 patches: 2 x 4 x 8
+        assert inputs["video_grid_thw"].tolist() == [[2, 4, 8]] and inputs["pixel_values_videos"].shape == (64, 3 * 2 * 8 * 8)
+        at = _tokens(lm, "<|video_pad|>", inputs)
+        assert len(at) == 16  # merged 2 x 2
+        assert tok.convert_ids_to_tokens([ids[at[0] - 1], ids[at[-1] + 1]]) == ["<|vision_start|>", "<|vision_end|>"]
+        assert np.flatnonzero(inputs["mm_token_type_ids"][0].numpy()).tolist() == at and int(inputs["mm_token_type_ids"].max()) == 2
+        assert inputs["second_per_grid_ts"].tolist() == pytest.approx([2 / 24])  # the processor's default frame rate
+        assert instruct.multimodal_prompt(lm, _INSTRUCT[name], frames, fps=2.0)["second_per_grid_ts"].tolist() == [1.0]
+        # the patch layout of Qwen2VLVideoProcessor.patchify: a 2 x 2 merge block of 8 x 8 patches over 2 frames, then the next
+        clip = rng.integers(0, 256, (4, 32, 64, 3), dtype=np.uint8)  # already the right size: the resize keeps it
+        patches = instruct.multimodal_prompt(lm, _INSTRUCT[name], clip)["pixel_values_videos"].numpy().reshape(-1, 3, 2, 8, 8)
+        mean, std = np.array(lm.processor.video_processor.image_mean), np.array(lm.processor.video_processor.image_std)
+        norm = (clip / 255 - mean) / std  # (frame, y, x, channel)
+        for k, (t, y, x) in {0: (0, 0, 0), 1: (0, 0, 8), 2: (0, 8, 0), 4: (0, 0, 16), 32: (2, 0, 0)}.items():
+            expected = norm[t : t + 2, y : y + 8, x : x + 8].transpose(3, 0, 1, 2)
+            np.testing.assert_allclose(patches[k], expected, rtol=1e-4, atol=1e-4)
+        return inputs
+    key = "pixel_values" if kind == "InstructBlipVideoProcessor" else "pixel_values_videos"
+    pixels = inputs[key]
+    assert pixels.shape == (1, 4, 3, 32, 32)  # the frames resized (and cropped) to the towers' 32 x 32
+    mean, std = np.array(lm.processor.video_processor.image_mean), np.array(lm.processor.video_processor.image_std)
+    np.testing.assert_allclose(pixels[0, 0, :, 5, 5].numpy(), (128 / 255 - mean) / std, rtol=1e-5)  # CLIP's normalisation
+    if kind == "LlavaNextVideoProcessor":  # 32 x 32 frames in 8 x 8 patches, pooled 2 x 2: 4 tokens a frame
+        assert len(_tokens(lm, "<video>", inputs)) == 16
+        assert ids[0] == tok.convert_tokens_to_ids("<s>")  # as Llama's tokenizer, then "USER: <video>\n"
+    elif kind == "LlavaOnevisionProcessor":  # 16 patches pooled 2 x 2: 4 tokens a frame, and one newline token a video
+        assert len(_tokens(lm, "<video>", inputs)) == 4 * 4 + 1
+        assert ids[0] == tok.convert_tokens_to_ids("<|im_start|>")
+        assert tok.decode(ids).endswith("<|im_end|> <|im_start|> as ##s ##i ##s ##t ##a ##n ##t")  # the assistant's header last
+    elif kind == "VideoLlavaProcessor":  # 16 patches and the class token a frame, every one kept
+        assert len(_tokens(lm, "<video>", inputs)) == 4 * (16 + 1)
+        assert ids[0] == tok.convert_tokens_to_ids("<s>")
+        # a hub processor without a chat template gets the model card's prompt: the same as the stand-in's template gives
+        template, lm.processor.chat_template = lm.processor.chat_template, None
+        try:
+            assert instruct.multimodal_prompt(lm, _INSTRUCT[name], frames)["input_ids"][0].tolist() == ids
+        finally:
+            lm.processor.chat_template = template
+    else:  # InstructBLIP-Video: the Q-Former's 4 queries a frame before the text, the instruction also in the Q-Former's ids
+        assert kind == "InstructBlipVideoProcessor"
+        assert _tokens(lm, "<video>", inputs) == list(range(16)) and ids[16] == tok.convert_tokens_to_ids("<s>")
+        assert tok.decode(ids[17:]).replace(" ##", "") == tok.decode(tok(_INSTRUCT[name].lower())["input_ids"][1:]).replace(" ##", "")
+        qformer = lm.processor.qformer_tokenizer
+        ids = inputs["qformer_input_ids"][0].tolist()  # the instruction alone, in the Q-Former's encoder tokens
+        assert ids == qformer(_INSTRUCT[name])["input_ids"] and qformer.convert_ids_to_tokens(ids)[:3] == ["[CLS]", "what", "e"]
+        assert inputs["qformer_attention_mask"].shape == inputs["qformer_input_ids"].shape
+        with pytest.raises(ValueError, match="exactly 4 frames"):
+            instruct.multimodal_prompt(lm, _INSTRUCT[name], frames[:3])
+    return inputs
+
+
+def test_qwen2_5_vl_answer_states_read_the_answer_at_its_3d_positions(miniature_mode, no_network, one_thread):
+    """The pass over prompt + answer gets the 3-D rotary positions generate used: the answer's tokens are text tokens."""
+    from brainalign import instruct
+
+    name = "Qwen/Qwen2.5-VL-7B-Instruct"
+    lm = models.load_model(name)
+    frames = np.random.default_rng(5).integers(0, 256, (4, 40, 56, 3), dtype=np.uint8)
+    inputs = instruct.multimodal_prompt(lm, _INSTRUCT[name], frames)
+    layer = lm.spec.n_layers
+    got = instruct._answer_states(lm, inputs, [layer], 3)[0]
+    n = inputs["input_ids"].shape[1]
+    with torch.inference_mode():
+        answer = lm.model.generate(**inputs, max_new_tokens=3, do_sample=False)[0, n:]
+        stops = [i for i, t in enumerate(answer.tolist()) if t == lm.model.generation_config.eos_token_id]
+        answer = answer[: max(1, stops[0])] if stops else answer
+        ids = torch.cat([inputs["input_ids"][0], answer])[None]
+        types = torch.cat([inputs["mm_token_type_ids"][0], torch.zeros_like(answer)])[None]
+        positions, deltas = lm.model.model.get_rope_index(ids, mm_token_type_ids=types, video_grid_thw=inputs["video_grid_thw"],
+                                                          second_per_grid_ts=inputs["second_per_grid_ts"])
+        assert int(deltas[0, 0]) < 0  # the video's tokens take fewer positions than tokens: the 1-D positions would differ
+        pixels = {k: inputs[k] for k in ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")}
+        hidden = lm.model(input_ids=ids, position_ids=positions, use_cache=False, output_hidden_states=True, **pixels).hidden_states
+        plain = lm.model(input_ids=ids, use_cache=False, output_hidden_states=True, **pixels).hidden_states  # no token types
+    np.testing.assert_allclose(got, hidden[layer][0, n:].float().mean(0).numpy(), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(got, plain[layer][0, n:].float().mean(0).numpy(), rtol=1e-3, atol=1e-4)
 
 
 @pytest.fixture(scope="module")

@@ -376,13 +376,20 @@ def instruct_tr_features_shared(
 # -- instruction-following multimodal LMs (hub): the paper's recipe ----------------------------------------------------
 
 
+#: model inputs with one entry a token besides input_ids and attention_mask (0: a text token)
+_TOKEN_TYPES = frozenset({"mm_token_type_ids", "token_type_ids"})
+
+
 def _answer_states(lm: LoadedModel, inputs: dict, layers: list[int], max_new_tokens: int) -> list[np.ndarray]:
     """Per layer, the language model's mean state over the tokens of a greedily generated answer.
 
     The answer is generated greedily (at most ``max_new_tokens`` tokens, cut
     at the first end-of-sequence token, which is kept only when it is the
     whole answer); then prompt + answer run through the model once, and the
-    states at the answer's positions are averaged.
+    states at the answer's positions are averaged. Inputs with one entry a
+    prompt token (``mm_token_type_ids``, from which Qwen2.5-VL computes its
+    3-D rotary positions in that pass, as ``generate`` does) get a text
+    entry for each answer token.
 
     Returns
     -------
@@ -399,12 +406,24 @@ def _answer_states(lm: LoadedModel, inputs: dict, layers: list[int], max_new_tok
         answer = answer[: max(1, stops[0])] if stops else answer
         full = {**inputs, "input_ids": torch.cat([inputs["input_ids"][0], answer])[None]}
         full["attention_mask"] = torch.ones_like(full["input_ids"])
-        hidden = model(**full, output_hidden_states=True, use_cache=False).hidden_states
+        for key in _TOKEN_TYPES.intersection(inputs):  # one entry a token (Qwen2.5-VL's): the answer's are text
+            full[key] = torch.cat([inputs[key], inputs[key].new_zeros((1, len(answer)))], dim=1)
+        out = model(**full, output_hidden_states=True, use_cache=False)
+        # InstructBLIP-Video returns its language model's output apart from its vision encoder's and Q-Former's
+        hidden = out.hidden_states if "language_model_outputs" not in out else out.language_model_outputs.hidden_states
     return [hidden[layer][0, n_prompt:].float().mean(0).cpu().numpy() for layer in layers]
 
 
-def multimodal_prompt(lm: LoadedModel, instruction: str, media) -> dict:
+def multimodal_prompt(lm: LoadedModel, instruction: str, media, fps: float | None = None) -> dict:
     """The model inputs of one instruction about one clip, through the model's processor and chat template.
+
+    The user turn holds the medium (``{"type": "audio"}`` or ``{"type": "video"}``)
+    and the instruction, in the processor's chat template, followed by the
+    assistant's turn header. A video-reading processor without a chat
+    template (Video-LLaVA's hub processor may have none) gets its model
+    card's prompt, ``USER: <video>\\n<instruction> ASSISTANT:``. InstructBLIP-Video
+    has no chat template: its prompt is the instruction, which its processor
+    gives the Q-Former too (``qformer_input_ids``), and it reads exactly 4 frames.
 
     Parameters
     ----------
@@ -414,25 +433,46 @@ def multimodal_prompt(lm: LoadedModel, instruction: str, media) -> dict:
     media : array
         Audio-reading models: a 16 kHz waveform of shape (n_samples,).
         Video-reading models: uint8 frames of shape (n_frames, height, width, 3).
+    fps : float, optional
+        Video models: frames per second of ``media`` (given to the processor as
+        the clip's metadata; Qwen2.5-VL spaces its temporal positions by it, and
+        its processor assumes 24 fps without it).
 
     Returns
     -------
     dict of tensors
         ``input_ids`` of shape (1, n_tokens) (media placeholders expanded by the
-        processor), ``attention_mask`` and the media tensors, on the model's device.
+        processor), ``attention_mask`` and the media tensors (and whatever else
+        the processor gives: ``video_grid_thw``, ``second_per_grid_ts``,
+        ``mm_token_type_ids``, ``qformer_input_ids``), on the model's device;
+        pixels and audio features in the model's dtype.
     """
     from .models import SPEECH_SR, instruct_medium
 
     medium = instruct_medium(lm.model)
-    messages = [{"role": "user", "content": [{"type": medium}, {"type": "text", "text": instruction.strip()}]}]
-    text = lm.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    if medium == "audio":
-        inputs = lm.processor(text=text, audio=[media], sampling_rate=SPEECH_SR, return_tensors="pt")
+    processor, instruction = lm.processor, instruction.strip()
+    kind = type(lm.model).__name__
+    if kind == "InstructBlipVideoForConditionalGeneration":
+        if len(media) != 4:
+            raise ValueError(f"InstructBLIP-Video reads clips of exactly 4 frames, got {len(media)}: use n_frames=4")
+        inputs = processor(text=instruction, images=[media], return_tensors="pt")
     else:
-        inputs = lm.processor(text=text, videos=[media], return_tensors="pt")
+        if getattr(processor, "chat_template", None) or medium == "audio":
+            messages = [{"role": "user", "content": [{"type": medium}, {"type": "text", "text": instruction}]}]
+            text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        else:
+            text = f"USER: <video>\n{instruction} ASSISTANT:"
+        if medium == "audio":
+            inputs = processor(text=text, audio=[media], sampling_rate=SPEECH_SR, return_tensors="pt")
+        elif fps is not None:
+            metadata = [{"total_num_frames": len(media), "fps": float(fps), "frames_indices": list(range(len(media)))}]
+            inputs = processor(text=text, videos=[media], video_metadata=metadata, return_tensors="pt")
+        else:
+            inputs = processor(text=text, videos=[media], return_tensors="pt")
     dtype = next(lm.model.parameters()).dtype
-    return {k: (v.to(lm.device, dtype) if v.is_floating_point() else v.to(lm.device)) for k, v in inputs.items()
-            if isinstance(v, torch.Tensor)}
+    inputs = {k: torch.as_tensor(v) if k == "second_per_grid_ts" else v for k, v in inputs.items()}
+    return {k: (v.to(lm.device, dtype) if v.is_floating_point() and k != "second_per_grid_ts" else v.to(lm.device))
+            for k, v in inputs.items() if isinstance(v, torch.Tensor)}
 
 
 def multimodal_instruct_tr_features(
@@ -456,15 +496,19 @@ def multimodal_instruct_tr_features(
     and the ``instruction``; it answers greedily (at most ``max_new_tokens`` tokens),
     and the volume's feature at each layer is the language model's mean hidden
     state over the answer's tokens (:func:`_answer_states`). Qwen2-Audio reads
-    the window's audio (resampled to 16 kHz; at least 0.1 s);
-    LLaVA-NeXT-Video reads ``n_frames`` frames of the window, evenly spaced
-    (the frames shown at those times; a window before the first frame shows it).
+    the window's audio (resampled to 16 kHz; at least 0.1 s); the video
+    models read ``n_frames`` frames of the window, evenly spaced (the frames
+    shown at those times; a window before the first frame shows it), given to
+    the processor as a clip of ``n_frames / window`` frames per second
+    (Qwen2.5-VL spaces its temporal positions by it). InstructBLIP-Video reads
+    exactly 4 frames (``n_frames=4``).
 
     Parameters
     ----------
     model : str or LoadedModel
-        ``"Qwen/Qwen2-Audio-7B-Instruct"`` or ``"llava-hf/LLaVA-NeXT-Video-7B-hf"``
-        (hub, loaded only on a cache miss), or a loaded model of those classes.
+        A model of :data:`models.INSTRUCT_CLASSES` (``"Qwen/Qwen2-Audio-7B-Instruct"``,
+        ``"llava-hf/LLaVA-NeXT-Video-7B-hf"``, ...; hub, loaded only on a cache
+        miss), or a loaded model of those classes.
     instruction : str
     times : array of shape (n_trs,)
         Sampling time of each volume (s), increasing: ``Dataset.sample_times(run)``.
@@ -527,7 +571,9 @@ def multimodal_instruct_tr_features(
         medium = instruct_medium(lm.model)
         if (medium == "audio") != (audio is not None):
             raise ValueError(f"model {lm.spec.name!r} reads {medium}; give {'audio and sr' if medium == 'audio' else 'frames'}")
-        rows = [_answer_states(lm, multimodal_prompt(lm, instruction, clip(k)), layer_list, max_new_tokens) for k in range(len(ends))]
+        fps = None if audio is not None else int(n_frames) / float(window)  # the window's frames are evenly spaced
+        rows = [_answer_states(lm, multimodal_prompt(lm, instruction, clip(k), fps=fps), layer_list, max_new_tokens)
+                for k in range(len(ends))]
         return [np.stack([r[j] for r in rows]).astype(np.float32) for j in range(len(layer_list))]
 
     parts.update({"instruction": instruction.strip(), "ends": ends, "window": float(window),

@@ -241,6 +241,41 @@ MODELS: dict[str, ModelSpec] = dict([
                "33 hidden states as Oota et al. 2025 count them; UNVERIFIED against the hub config; its processor needs "
                "torchvision (its miniature stand-in's video processing runs on PIL instead: models.tiny); read by "
                "instruct.multimodal_instruct_tr_features"),
+    _spec("llava-hf/llava-onevision-qwen2-7b-ov-hf", "instruct-multimodal", "llava-hf/llava-onevision-qwen2-7b-ov-hf", None,
+          28, 3584, instruct=True, licence="Apache-2.0 (Qwen2 LM: Tongyi Qianwen licence terms of Qwen2-7B)",
+          note="LlavaOnevisionForConditionalGeneration: video + text; SigLIP-SO400M vision tower (26 layers, width 1152, "
+               "384 px, LlavaOnevisionConfig defaults), frames pooled 2 x 2 (196 tokens a frame) and a Qwen2-7B LM of 28 "
+               "layers, width 3584 (Qwen2-7B's published shape; LlavaOnevisionConfig's default text_config is Qwen2Config's "
+               "32 x 4096, so this is NOT from the transformers defaults); UNVERIFIED against the hub config (Oota et al. 2025 "
+               "count 28 states; 28 layers give 29); its processor needs torchvision (the miniature stand-in's runs on PIL: "
+               "models.tiny); read by instruct.multimodal_instruct_tr_features"),
+    _spec("LanguageBind/Video-LLaVA-7B-hf", "instruct-multimodal", "LanguageBind/Video-LLaVA-7B-hf", None, 32, 4096,
+          instruct=True, licence="Apache-2.0 (Vicuna-7B LM: Llama 2 Community Licence)",
+          note="VideoLlavaForConditionalGeneration: video + text; LanguageBind CLIP-L/14 image and video towers (24 layers, "
+               "width 1024, 224 px; 8 frames in its model card) and a Llama (Vicuna-7B v1.5) LM of 32 layers, width 4096 "
+               "(VideoLlavaConfig defaults), 33 hidden states as Oota et al. 2025 count them; UNVERIFIED against the hub "
+               "config; prompt 'USER: <video>\\n<instruction> ASSISTANT:' (model card) where the hub processor has no chat "
+               "template; its processor needs torchvision (the miniature stand-in's runs on PIL: models.tiny); read by "
+               "instruct.multimodal_instruct_tr_features"),
+    _spec("Qwen/Qwen2.5-VL-7B-Instruct", "instruct-multimodal", "Qwen/Qwen2.5-VL-7B-Instruct", None, 28, 3584, instruct=True,
+          licence="Apache-2.0",
+          note="Qwen2_5_VLForConditionalGeneration: video + text; a 32-block windowed ViT (width 1280, 14 px patches over 2 "
+               "frames, merged 2 x 2) and a Qwen2.5 LM of 28 layers, width 3584 (the 7B's published shape; "
+               "Qwen2_5_VLConfig's default text_config is the 72B's 80 x 8192, its vision out_hidden_size 3584 agrees); "
+               "29 hidden states as Oota et al. 2025 count them; UNVERIFIED against the hub config; 3-D rotary positions "
+               "from video_grid_thw and mm_token_type_ids (the processor's); the frame rate is the processor's default "
+               "(24 fps) unless multimodal_prompt is given fps; its processor needs torchvision (the miniature stand-in's "
+               "runs on PIL: models.tiny); read by instruct.multimodal_instruct_tr_features"),
+    _spec("Salesforce/instructblip-vicuna-7b", "instruct-multimodal", "Salesforce/instructblip-vicuna-7b", None, 32, 4096,
+          instruct=True, licence="BSD-3-Clause (Vicuna-7B LM: its own non-commercial terms)",
+          note="read as InstructBlipVideoForConditionalGeneration with InstructBlipVideoProcessor (transformers' documented "
+               "use of this image checkpoint for video; there is no separate -video checkpoint in transformers' docs): "
+               "EVA ViT-g vision tower (39 layers, width 1408), a 12-layer Q-Former of 32 queries reading the instruction "
+               "too, 4 frames a clip (fixed), and a Llama (Vicuna-7B) LM of 32 layers, width 4096 (Vicuna-7B's shape; "
+               "InstructBlipVideoConfig's default text_config is OPT's), 33 hidden states as Oota et al. 2025 count them; "
+               "UNVERIFIED against the hub config; no chat template: the prompt is the instruction; its video processor "
+               "needs torchvision (the miniature stand-in's runs on PIL: models.tiny); read by "
+               "instruct.multimodal_instruct_tr_features"),
 ])
 
 
