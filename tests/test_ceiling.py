@@ -150,3 +150,25 @@ def test_cross_subject_ceiling_on_held_out_test_responses():
     assert np.all(res.ceiling > single.ceiling + 0.05)  # averaged repeats are more predictable than one presentation
     with pytest.raises(ValueError, match="test_responses_by_subject must hold 5 arrays"):
         cross_subject_ceiling(train, test_responses_by_subject=test[:4])
+
+
+def test_cross_subject_ceiling_median_over_bootstraps():
+    """The study's ceiling: the median v0 over fits to bootstrap resamples of the draws."""
+    rng = np.random.default_rng(5)
+    n_samples, n_subjects = 600, 5
+    f = np.array([0.2, 0.5, 0.8])
+    signal = rng.standard_normal((n_samples, f.size))
+    subjects = [np.sqrt(f) * signal + np.sqrt(1 - f) * rng.standard_normal((n_samples, f.size)) for _ in range(n_subjects)]
+    plain = cross_subject_ceiling(subjects, n_subsets=4, seed=0)
+    boot = cross_subject_ceiling(subjects, n_subsets=4, seed=0, n_bootstraps=50)
+    np.testing.assert_array_equal(boot.curve, plain.curve)  # the same draws; only the fit differs
+    np.testing.assert_allclose(boot.ceiling, plain.ceiling, atol=0.03)
+    assert not np.array_equal(boot.ceiling, plain.ceiling)
+    assert np.all(np.diff(boot.ceiling) > 0)  # more shared signal, a higher ceiling
+    np.testing.assert_array_equal(boot.ceiling, cross_subject_ceiling(subjects, n_subsets=4, seed=0, n_bootstraps=50).ceiling)
+    # one draw per point: every resample is that draw, so the median is the plain fit
+    one = cross_subject_ceiling(subjects, n_subsets=1, seed=0)
+    np.testing.assert_array_equal(cross_subject_ceiling(subjects, n_subsets=1, seed=0, n_bootstraps=5).ceiling, one.ceiling)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="n_bootstraps=.* must be an integer >= 0"):
+            cross_subject_ceiling(subjects, n_bootstraps=bad)

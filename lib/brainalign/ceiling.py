@@ -232,6 +232,7 @@ def cross_subject_ceiling(
     gap: int = 5,
     seed: int = 0,
     test_responses_by_subject: Sequence[np.ndarray] | None = None,
+    n_bootstraps: int = 0,
     **encoder_kwargs: object,
 ) -> CrossSubjectCeiling:
     """Noise ceiling from how well other subjects predict a subject (Schrimpf et al. 2021).
@@ -247,7 +248,11 @@ def cross_subject_ceiling(
     (``v0`` in [0, 1], ``tau`` on a log grid from 0.1 to ``S - 1``) and
     ``v0``, its limit for infinitely many subjects, is the ceiling. Bounding
     ``tau`` keeps a curve that is still rising linearly from extrapolating
-    without limit: ``v0`` is then at most ``r(S - 1) / (1 - 1/e)``.
+    without limit: ``v0`` is then at most ``r(S - 1) / (1 - 1/e)``. With
+    ``n_bootstraps`` > 0 the curve is instead fitted that many times, each time
+    to the means of the draws resampled with replacement at every ``k``, and
+    the ceiling is the median ``v0`` (as Oota et al. 2025 take the median over
+    100 bootstraps).
 
     The ridge regression from the pooled targets of the predictor subjects
     has estimation error, so with few samples or many targets the ceiling
@@ -263,10 +268,14 @@ def cross_subject_ceiling(
     n_folds, gap : int
         Outer cross-validation (see :func:`~brainalign.encoding.cross_validated_scores`).
     seed : int, default=0
-        Seed of the random draws.
+        Seed of the random draws (and of the bootstraps).
     test_responses_by_subject : list of arrays of shape (n_test_samples, n_targets), optional
         The subjects' responses to a held-out stimulus, in the same order: the
         draws are scored there, fitted on all of ``responses_by_subject``.
+    n_bootstraps : int, default=0
+        0: fit the mean curve once. Else: the median of the fits to this many
+        bootstrap resamples of the draws (``ceiling`` and ``tau``; ``curve`` stays
+        the mean over the draws).
     **encoder_kwargs
         Parameters of :class:`~brainalign.encoding.RidgeEncoder` (``alphas``,
         ``backend``, ...); ``delays`` defaults to ``(0,)``.
@@ -286,6 +295,8 @@ def cross_subject_ceiling(
         raise ValueError(f"every subject must have the same shape (n_samples, n_targets); got {[y.shape for y in subjects]}")
     if not isinstance(n_subsets, (int, np.integer)) or n_subsets < 1:
         raise ValueError(f"n_subsets={n_subsets!r} must be a positive integer")
+    if isinstance(n_bootstraps, bool) or not isinstance(n_bootstraps, (int, np.integer)) or n_bootstraps < 0:
+        raise ValueError(f"n_bootstraps={n_bootstraps!r} must be an integer >= 0 (0: no bootstrap)")
     encoder_kwargs.setdefault("delays", (0,))
     tests = None
     if test_responses_by_subject is not None:
@@ -295,7 +306,7 @@ def cross_subject_ceiling(
                              f"got {[y.shape for y in tests]}")
     gen = config.rng(seed, "cross_subject_ceiling")
     n_predictors = np.arange(1, n_subjects)
-    curve = np.zeros((len(n_predictors), shape[1]))
+    draws = np.zeros((len(n_predictors), n_subsets, shape[1]))
     for i, k in enumerate(n_predictors):
         for draw in range(n_subsets):
             target = (i + draw) % n_subjects
@@ -307,7 +318,14 @@ def cross_subject_ceiling(
             else:
                 fitted = RidgeEncoder(**dict(encoder_kwargs)).fit(X, subjects[target])
                 scores = pearson_r(tests[target], fitted.predict(np.concatenate([tests[s] for s in sorted(chosen)], axis=1)))
-            curve[i] += scores / n_subsets
-    taus = np.logspace(-1, np.log10(n_subjects - 1.0), 200)
-    ceiling, tau = _fit_saturation(n_predictors.astype(np.float64), curve, taus)
+            draws[i, draw] = scores
+    curve = draws.mean(axis=1)
+    n, taus = n_predictors.astype(np.float64), np.logspace(-1, np.log10(n_subjects - 1.0), 200)
+    if not n_bootstraps:
+        ceiling, tau = _fit_saturation(n, curve, taus)
+    else:
+        boot = config.rng(seed, "cross_subject_ceiling", "bootstrap")
+        fits = [_fit_saturation(n, np.take_along_axis(draws, boot.integers(0, n_subsets, (len(n), n_subsets, 1)), 1).mean(1), taus)
+                for _ in range(int(n_bootstraps))]
+        ceiling, tau = (np.median(np.stack(x), axis=0) for x in zip(*fits))
     return CrossSubjectCeiling(ceiling=ceiling, tau=tau, n_predictors=n_predictors, curve=curve)
