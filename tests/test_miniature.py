@@ -196,6 +196,27 @@ def _check_video_inputs(lm, name: str) -> dict:
     return inputs
 
 
+@pytest.mark.parametrize("name", sorted(_INSTRUCT))
+def test_answers_generated_together_give_the_features_of_one_at_a_time(name, miniature_mode, no_network, one_thread):
+    """Batched generation pads the prompts on the left and stacks the media; each answer's states are read alone."""
+    from brainalign import instruct
+
+    lm = models.load_model(name)
+    times = np.array([0.5, 1.5, 3.0, 4.5, 5.0])  # the first windows are cut at 0: shorter audio, fewer audio tokens
+    kwargs = dict(**_media(name), window=2.0, max_new_tokens=4, layers=[lm.spec.n_layers], cache=False)
+    if name == "Salesforce/instructblip-vicuna-7b":
+        kwargs["n_frames"] = 4
+    one = instruct.multimodal_instruct_tr_features(lm, _INSTRUCT[name], times, **kwargs)[0]
+    together = instruct.multimodal_instruct_tr_features(lm, _INSTRUCT[name], times, batch_size=3, **kwargs)[0]
+    np.testing.assert_allclose(together, one, rtol=1e-4, atol=1e-5)
+    if models.INSTRUCT_CLASSES[name][1] == "audio":  # the batch was padded
+        lengths = {instruct.multimodal_prompt(lm, _INSTRUCT[name], kwargs["audio"][: int(t * 16000)])["input_ids"].shape[1]
+                   for t in times[:3]}
+        assert len(lengths) > 1
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
+        instruct.multimodal_instruct_tr_features(lm, _INSTRUCT[name], times, batch_size=0, **kwargs)
+
+
 def test_qwen2_5_vl_answer_states_read_the_answer_at_its_3d_positions(miniature_mode, no_network, one_thread):
     """The pass over prompt + answer gets the 3-D rotary positions generate used: the answer's tokens are text tokens."""
     from brainalign import instruct
@@ -205,7 +226,7 @@ def test_qwen2_5_vl_answer_states_read_the_answer_at_its_3d_positions(miniature_
     frames = np.random.default_rng(5).integers(0, 256, (4, 40, 56, 3), dtype=np.uint8)
     inputs = instruct.multimodal_prompt(lm, _INSTRUCT[name], frames)
     layer = lm.spec.n_layers
-    got = instruct._answer_states(lm, inputs, [layer], 3)[0]
+    got = instruct._answer_states(lm, inputs, instruct._answers(lm, [inputs], 3)[0], [layer])[0]
     n = inputs["input_ids"].shape[1]
     with torch.inference_mode():
         answer = lm.model.generate(**inputs, max_new_tokens=3, do_sample=False)[0, n:]

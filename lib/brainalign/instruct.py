@@ -380,12 +380,52 @@ def instruct_tr_features_shared(
 _TOKEN_TYPES = frozenset({"mm_token_type_ids", "token_type_ids"})
 
 
-def _answer_states(lm: LoadedModel, inputs: dict, layers: list[int], max_new_tokens: int) -> list[np.ndarray]:
-    """Per layer, the language model's mean state over the tokens of a greedily generated answer.
+def _pad_id(lm: LoadedModel) -> int:
+    """The token that pads a batch of prompts: the tokenizer's padding token, else the end of sequence."""
+    tokenizer = getattr(lm.processor, "tokenizer", lm.processor)
+    for pad in (getattr(tokenizer, "pad_token_id", None), lm.model.generation_config.pad_token_id,
+                lm.model.generation_config.eos_token_id):
+        pad = pad[0] if isinstance(pad, (list, tuple)) else pad
+        if pad is not None:
+            return int(pad)
+    raise ValueError(f"model {lm.spec.name!r} has no padding or end-of-sequence token to pad a batch of prompts with")
 
-    The answer is generated greedily (at most ``max_new_tokens`` tokens, cut
-    at the first end-of-sequence token, which is kept only when it is the
-    whole answer); then prompt + answer run through the model once, and the
+
+def _answers(lm: LoadedModel, batch: list[dict], max_new_tokens: int) -> list[torch.Tensor]:
+    """Greedy answers to several prompts (:func:`multimodal_prompt`'s inputs), generated together.
+
+    The prompts are padded on the left to one length (``input_ids`` with the
+    padding token, the attention mask and any per-token entry with zeros; the
+    media tensors are stacked), so every answer starts at the same position.
+    Each answer is cut at its first end-of-sequence token, which is kept
+    only when it is the whole answer. The answers are those generated one
+    prompt at a time, up to the rounding of the padded attention.
+    """
+    model = lm.model
+    width = max(b["input_ids"].shape[1] for b in batch)
+    pad = _pad_id(lm)
+    stacked = {}
+    for key in batch[0]:
+        if key in ("input_ids", "attention_mask", *_TOKEN_TYPES):
+            fill = pad if key == "input_ids" else 0
+            stacked[key] = torch.cat([torch.nn.functional.pad(b[key], (width - b[key].shape[1], 0), value=fill) for b in batch])
+        else:
+            stacked[key] = torch.cat([b[key] for b in batch])
+    eos = model.generation_config.eos_token_id
+    eos = {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None}
+    with torch.inference_mode():
+        generated = model.generate(**stacked, max_new_tokens=int(max_new_tokens), do_sample=False, pad_token_id=pad)
+    out = []
+    for answer in generated[:, width:]:
+        stops = [i for i, t in enumerate(answer.tolist()) if t in eos]
+        out.append(answer[: max(1, stops[0])] if stops else answer)
+    return out
+
+
+def _answer_states(lm: LoadedModel, inputs: dict, answer: torch.Tensor, layers: list[int]) -> list[np.ndarray]:
+    """Per layer, the language model's mean state over the tokens of ``answer``, read after its prompt ``inputs``.
+
+    Prompt + answer run through the model once, alone (no padding), and the
     states at the answer's positions are averaged. Inputs with one entry a
     prompt token (``mm_token_type_ids``, from which Qwen2.5-VL computes its
     3-D rotary positions in that pass, as ``generate`` does) get a text
@@ -395,20 +435,13 @@ def _answer_states(lm: LoadedModel, inputs: dict, layers: list[int], max_new_tok
     -------
     list of ndarrays of float32, shape (dim,) each, one per layer in ``layers``
     """
-    model = lm.model
     n_prompt = inputs["input_ids"].shape[1]
     with torch.inference_mode():
-        generated = model.generate(**inputs, max_new_tokens=int(max_new_tokens), do_sample=False)
-        answer = generated[0, n_prompt:]
-        eos = model.generation_config.eos_token_id
-        eos = {int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos]) if e is not None}
-        stops = [i for i, t in enumerate(answer.tolist()) if t in eos]
-        answer = answer[: max(1, stops[0])] if stops else answer
         full = {**inputs, "input_ids": torch.cat([inputs["input_ids"][0], answer])[None]}
         full["attention_mask"] = torch.ones_like(full["input_ids"])
         for key in _TOKEN_TYPES.intersection(inputs):  # one entry a token (Qwen2.5-VL's): the answer's are text
             full[key] = torch.cat([inputs[key], inputs[key].new_zeros((1, len(answer)))], dim=1)
-        out = model(**full, output_hidden_states=True, use_cache=False)
+        out = lm.model(**full, output_hidden_states=True, use_cache=False)
         # InstructBLIP-Video returns its language model's output apart from its vision encoder's and Q-Former's
         hidden = out.hidden_states if "language_model_outputs" not in out else out.language_model_outputs.hidden_states
     return [hidden[layer][0, n_prompt:].float().mean(0).cpu().numpy() for layer in layers]
@@ -487,6 +520,7 @@ def multimodal_instruct_tr_features(
     n_frames: int = 4,
     max_new_tokens: int = 16,
     layers: Sequence[int] | None = None,
+    batch_size: int = 1,
     cache: bool = True,
 ) -> list[np.ndarray]:
     """Instruction-conditioned features of an instruction-following multimodal LM (Oota et al. 2025). Cached.
@@ -528,6 +562,11 @@ def multimodal_instruct_tr_features(
         Longest answer.
     layers : sequence of int, optional
         Language-model hidden states to return (0 = embeddings); all by default.
+    batch_size : int
+        Volumes whose answers are generated together (:func:`_answers`; the
+        dominant cost on a GPU); each answer's states are then read alone, so
+        the features do not depend on it, up to a greedy answer that a
+        rounding difference of the padded prompts turns (not part of the cache key).
     cache : bool
 
     Returns
@@ -541,7 +580,7 @@ def multimodal_instruct_tr_features(
     ends = check_times(times)
     if not (np.isfinite(window) and window > 0):
         raise ValueError(f"window={window!r} must be a positive number of seconds")
-    for name, value in (("n_frames", n_frames), ("max_new_tokens", max_new_tokens)):
+    for name, value in (("n_frames", n_frames), ("max_new_tokens", max_new_tokens), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
     if (audio is None) == (frames is None):
@@ -572,8 +611,11 @@ def multimodal_instruct_tr_features(
         if (medium == "audio") != (audio is not None):
             raise ValueError(f"model {lm.spec.name!r} reads {medium}; give {'audio and sr' if medium == 'audio' else 'frames'}")
         fps = None if audio is not None else int(n_frames) / float(window)  # the window's frames are evenly spaced
-        rows = [_answer_states(lm, multimodal_prompt(lm, instruction, clip(k), fps=fps), layer_list, max_new_tokens)
-                for k in range(len(ends))]
+        rows = []
+        for first in range(0, len(ends), int(batch_size)):
+            prompts = [multimodal_prompt(lm, instruction, clip(k), fps=fps) for k in range(first, min(first + int(batch_size), len(ends)))]
+            rows += [_answer_states(lm, p, a, layer_list) for p, a in zip(prompts, _answers(lm, prompts, max_new_tokens))]
+            del prompts
         return [np.stack([r[j] for r in rows]).astype(np.float32) for j in range(len(layer_list))]
 
     parts.update({"instruction": instruction.strip(), "ends": ends, "window": float(window),
