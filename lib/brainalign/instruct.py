@@ -9,6 +9,10 @@ what is on screen (:func:`transcript_pieces`, :func:`image_descriptions`), then 
 Online, :func:`multimodal_instruct_tr_features` follows the paper: the multimodal model itself
 reads each volume's audio or video window with the instruction, answers greedily, and the
 feature is the mean state over the answer's tokens.
+
+The module is longer than most: it holds both recipes, the offline stand-in and the study's,
+which share the instructions, the checks of the volumes' times and the cache, and the second
+builds each supported model's prompt (six processors, each with its own conventions).
 """
 
 from __future__ import annotations
