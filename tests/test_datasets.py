@@ -799,7 +799,8 @@ def test_neuromod_audio_is_the_sound_track_in_mono(neuromod):
 def test_neuromod_movie_errors_are_named(neuromod):
     ds = NeuroMod(neuromod)
     with pytest.raises(FileNotFoundError, match=r"movie of run 's01e01b' is not at .*friends_s01e01b\.mkv.*stimuli/movies/.*"
-                                                r"brainalign data fetch neuromod.*datalad get stimuli/movies/friends/s1/"):
+                                                r"brainalign data fetch neuromod --include movies --runs s01e01b.*"
+                                                r"datalad get stimuli/movies/friends/s1/"):
         ds.audio("s01e01b")
     assert NeuroMod(neuromod, task="movie10").movie("bourne01") == neuromod / "stimuli" / "movies" / "movie10" / "bourne" / "bourne01.mkv"
     movies = neuromod / "stimuli" / "movies" / "friends"

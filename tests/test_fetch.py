@@ -246,6 +246,14 @@ def test_plans_follow_the_manifests(home):
     assert "stimuli/transcripts/movie10/wolf/movie10_wolf07.tsv" in paths
     atlas = [f for f in nm.files if f.url]
     assert len(atlas) == 1 and atlas[0].root == home / "atlases" and "CBIG" in atlas[0].url
+    # the movies (tens of GB) only when asked for: the runs' .mkv files, named as the release names them
+    assert not any(p.endswith(".mkv") for p in paths) and any("--include movies" in n for n in nm.notes)
+    movies = fetch.plan("neuromod", subjects=["sub-03"], runs=["s02e05b", "wolf07"], include=["movies"])
+    assert sorted(f.path for f in movies.files if f.path.endswith(".mkv")) == [
+        "stimuli/movies/friends/s2/friends_s02e05b.mkv", "stimuli/movies/movie10/wolf/wolf07.mkv"]
+    assert set(paths) < {f.path for f in movies.files}
+    assert fetch.command("neuromod", runs=["wolf07"], include=["movies"]) == \
+        "brainalign data fetch neuromod --runs wolf07 --include movies"
 
 
 def test_bad_selections_name_the_valid_ones():
@@ -257,6 +265,10 @@ def test_bad_selections_name_the_valid_ones():
         fetch.plan("narratives", subjects=["244"])
     with pytest.raises(ValueError, match="cannot be fetched.*lebel2023.*simulate"):
         fetch.plan("simulated")
+    with pytest.raises(FetchError, match=r"unknown optional file group\(s\) \['films'\] of neuromod; valid: \['movies'\]"):
+        fetch.plan("neuromod", include=["films"])
+    with pytest.raises(FetchError, match=r"unknown optional file group\(s\) \['movies'\] of lebel2023; valid: none"):
+        fetch.plan("lebel2023", include=["movies"])
     with pytest.raises(FetchError, match="via 'ftp'.*openneuro"):
         fetch.fetch("lebel2023", via="ftp")
 

@@ -76,14 +76,14 @@ def _data(args) -> int:
                          f"`brainalign data fetch {args.dataset}`")
     try:
         if args.action == "fetch":
-            print(fetch.plan(args.dataset, args.subjects, args.runs, args.root).describe())
+            print(fetch.plan(args.dataset, args.subjects, args.runs, args.root, args.include).describe())
             if args.dry_run:
                 return 0
-            report = fetch.fetch(args.dataset, args.subjects, args.runs, args.root, via=args.via)
+            report = fetch.fetch(args.dataset, args.subjects, args.runs, args.root, via=args.via, include=args.include)
             print(report)
             return 0
         subjects = args.subjects if args.subjects is not None else _subjects_on_disk(args.dataset, args.root)
-        statuses = fetch.verify(args.dataset, subjects, args.runs, args.root, rehash=args.rehash)
+        statuses = fetch.verify(args.dataset, subjects, args.runs, args.root, rehash=args.rehash, include=args.include)
     except fetch.FetchError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -97,7 +97,7 @@ def _data(args) -> int:
     if len(bad) > 20:
         print(f"  ... and {len(bad) - 20} more")
     if counts["missing"] or counts["corrupt"]:
-        print(f"`{fetch.command(args.dataset, subjects, args.runs)}` fetches what is missing or corrupt")
+        print(f"`{fetch.command(args.dataset, subjects, args.runs, args.include)}` fetches what is missing or corrupt")
         return 1
     return 0
 
@@ -197,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     data.add_argument("--runs", nargs="+", default=None, help="runs (stories, tasks, episodes) to fetch or verify")
     data.add_argument("--via", default=None, help="source: openneuro, http or datalad (default: the dataset's first)")
     data.add_argument("--root", type=Path, default=None, help="the dataset's folder (default: in the data home)")
+    data.add_argument("--include", nargs="+", default=(), metavar="GROUP",
+                      help="optional file groups to fetch or verify too (neuromod: movies, the .mkv files, tens of GB)")
     data.add_argument("--dry-run", action="store_true", help="show what would be fetched, download nothing")
     data.add_argument("--rehash", action="store_true", help="verify: recompute every checksum")
     ledger = sub.add_parser("ledger", help="write book/ledger.md from the executed notebooks' results")

@@ -199,9 +199,9 @@ class NeuroMod(Dataset):
         if not path.is_file():
             raise FileNotFoundError(
                 f"the movie of run {run!r} is not at {path}. The movies are in the release's stimuli/movies/ folder, "
-                f"which `brainalign data fetch neuromod` leaves out (fMRI and transcripts only; the movies are tens "
-                f"of GB): in the DataLad clone at {self.root}, `datalad get {path.relative_to(self.root)}` fetches it "
-                f"(or copy the file there)"
+                f"which `brainalign data fetch neuromod` leaves out unless asked (they are tens of GB): "
+                f"`brainalign data fetch neuromod --include movies --runs {run}` fetches it (or, in the DataLad clone at "
+                f"{self.root}, `datalad get {path.relative_to(self.root)}`; or copy the file there)"
             )
         return path
 

@@ -147,12 +147,13 @@ def _local(spec: FileSpec, base: Path, checksums: dict, stamps: _Stamps | None, 
 
 
 def verify(name: str, subjects: Sequence[str] | None = None, runs: Sequence[str] | None = None,
-           root: str | os.PathLike | None = None, rehash: bool = False, progress: bool = True) -> list[FileStatus]:
+           root: str | os.PathLike | None = None, rehash: bool = False, progress: bool = True,
+           include: Sequence[str] = ()) -> list[FileStatus]:
     """Check every file a selection needs: present, missing or corrupt.
 
     Parameters
     ----------
-    name, subjects, runs, root
+    name, subjects, runs, root, include
         As for ``plan``.
     rehash : bool
         Recompute every md5, even those remembered from an earlier check.
@@ -164,7 +165,7 @@ def verify(name: str, subjects: Sequence[str] | None = None, runs: Sequence[str]
     """
     from tqdm.auto import tqdm
 
-    p = plan(name, subjects, runs, root)
+    p = plan(name, subjects, runs, root, include)
     checksums = _checksums(name)
     out = []
     stamps = {}
@@ -215,12 +216,12 @@ def _complete_locally(spec: FileSpec, stamps: _Stamps) -> bool:
 
 def fetch(name: str, subjects: Sequence[str] | None = None, runs: Sequence[str] | None = None,
           root: str | os.PathLike | None = None, via: str | None = None, transport: Transport | None = None,
-          http: Transport | None = None, progress: bool = True) -> FetchReport:
+          http: Transport | None = None, progress: bool = True, include: Sequence[str] = ()) -> FetchReport:
     """Download what a selection of a dataset needs; skip what is already there and valid.
 
     Parameters
     ----------
-    name, subjects, runs, root
+    name, subjects, runs, root, include
         As for ``plan``.
     via : str, optional
         The dataset's source (a key of the manifest's ``sources``).
@@ -241,8 +242,8 @@ def fetch(name: str, subjects: Sequence[str] | None = None, runs: Sequence[str] 
     """
     from tqdm.auto import tqdm
 
-    p = plan(name, subjects, runs, root)
-    cmd = command(name, subjects, runs)
+    p = plan(name, subjects, runs, root, include)
+    cmd = command(name, subjects, runs, include)
     checksums = _checksums(name)
     stamps: dict[Path, _Stamps] = {}
 

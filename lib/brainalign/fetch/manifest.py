@@ -119,7 +119,7 @@ def _fields(pattern: str, subject: str | None, run: str | None) -> dict:
 
 
 def plan(name: str, subjects: Sequence[str] | None = None, runs: Sequence[str] | None = None,
-         root: str | os.PathLike | None = None) -> Plan:
+         root: str | os.PathLike | None = None, include: Sequence[str] = ()) -> Plan:
     """The files that ``subjects`` x ``runs`` of dataset ``name`` need.
 
     Parameters
@@ -132,8 +132,16 @@ def plan(name: str, subjects: Sequence[str] | None = None, runs: Sequence[str] |
         story and its 18 subjects of Oota et al. 2023; ``neuromod``: everything).
     root : path, optional
         The dataset folder (default: in the data home).
+    include : sequence of str
+        Optional file groups to fetch too (a group marked ``"optional"`` in the
+        manifest is left out otherwise): ``neuromod``'s ``"movies"``, the
+        episodes' and films' .mkv files, tens of GB.
     """
     man = file_manifest(name)
+    optional = sorted({g["optional"] for g in man["files"] if "optional" in g})
+    bad = [x for x in include if x not in optional]
+    if bad:
+        raise FetchError(f"unknown optional file group(s) {bad} of {name}; valid: {optional or 'none'}")
     root = dataset_root(name, root)
     known_runs = _all_runs(man)
     subject_runs: dict = man.get("subjects", {})
@@ -167,6 +175,8 @@ def plan(name: str, subjects: Sequence[str] | None = None, runs: Sequence[str] |
     used: dict[str, None] = {}
     checksums = man.get("checksums", {})
     for group in man["files"]:
+        if group.get("optional", None) not in (None, *include):
+            continue
         per = group.get("per", [])
         folder = config.data_home() / group["folder"] if "folder" in group else root
         if "runs" in group:  # the group's runs: a list, or the name of a list of the manifest's runs
@@ -205,15 +215,19 @@ def plan(name: str, subjects: Sequence[str] | None = None, runs: Sequence[str] |
     if "*" in used:
         notes.append("subjects not listed: every subject the server has for these runs is fetched")
     if name == "neuromod":
-        notes.append("one fMRI file per subject and task holds all its runs; --runs selects transcripts only")
+        notes.append("one fMRI file per subject and task holds all its runs; --runs selects transcripts (and movies) only")
+    notes += [f"left out: the optional {x} (--include {x})" for x in optional if x not in include]
     return Plan(name, root, list(specs.values()), chosen, runs, notes)
 
 
-def command(name: str, subjects: Sequence[str] | None = None, runs: Sequence[str] | None = None) -> str:
+def command(name: str, subjects: Sequence[str] | None = None, runs: Sequence[str] | None = None,
+            include: Sequence[str] = ()) -> str:
     """The ``brainalign data fetch`` command line for a selection."""
     parts = ["brainalign", "data", "fetch", name]
     if subjects:
         parts += ["--subjects", *subjects]
     if runs:
         parts += ["--runs", *runs]
+    if include:
+        parts += ["--include", *include]
     return " ".join(parts)
