@@ -11,12 +11,14 @@ from brainalign import ceiling
 from brainalign.datasets import load_dataset
 from brainalign.simulate import MOVIE_ROI_SOURCES, MOVIE_TR, generate_movie, movie_fingerprint
 from brainalign.stimuli import (
+    EXPOSURE,
     audio_envelope,
     frames_per_tr,
     make_movie,
     movie_image,
     read_dialogue,
     read_video,
+    render_shots,
     sample_times,
     speaking_at,
     tr_times,
@@ -106,6 +108,27 @@ def test_movie_contents(short_movie):
     cuts = np.searchsorted(movie.frame_times, shots["onset"].iloc[1:].to_numpy()) - 1
     within = np.setdiff1d(np.arange(len(diff)), cuts)
     assert np.median(diff[cuts]) > 4 * np.median(diff[within])
+
+
+def test_each_shot_has_its_own_exposure_and_focus():
+    lines = read_dialogue().iloc[:4]
+    movie, plain = make_movie(lines, seed=2), make_movie(lines, seed=2, exposure=False)
+    shots = movie.shots
+    # the exposure is drawn apart from the shots: the shot list is the same without it
+    pd.testing.assert_frame_equal(shots.drop(columns=["contrast", "brightness", "blur"]), plain.shots)
+    for name, (low, high) in EXPOSURE.items():
+        assert shots[name].between(low, high).all() and shots[name].nunique() == len(shots)
+    # rendered: the frames of a shot have its contrast and brightness (about each frame's mean) and its blur
+    frame = lambda m, k: m.frames[k].astype(np.float64)  # noqa: E731
+    for k in np.flatnonzero(movie.frame_times < shots["offset"].iloc[0]):
+        a, b = frame(movie, k), frame(plain, k)
+        assert a.std() == pytest.approx(shots["contrast"].iloc[0] * b.std(), rel=0.25)
+        assert a.mean() == pytest.approx(np.clip(b.mean() + 255 * shots["brightness"].iloc[0], 0, 255), abs=12)
+    sharp = shots.assign(contrast=1.0, brightness=0.0, blur=0.0)
+    assert np.array_equal(render_shots(sharp, movie.frame_times, 128), plain.frames)  # neutral exposure: as shot
+    blurred = render_shots(sharp.assign(blur=0.02), movie.frame_times[:3], 128).astype(np.float64)
+    edges = lambda x: np.abs(np.diff(x, axis=1)).mean()  # noqa: E731
+    assert edges(blurred) < 0.7 * edges(plain.frames[:3].astype(np.float64))
 
 
 def test_make_movie_is_deterministic():

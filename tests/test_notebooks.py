@@ -25,16 +25,6 @@ KNOWN_FAILING = {
         # 128 points, the most it allows; the gap rose from 9% at 64); one of three windows measured also stayed at 44%
         "integrated_gradients_complete",
     },
-    "06_instruction_tuned_models": {
-        # the vision encoder's states, averaged over the image, do not order the cohort's visual regions: on the default set
-        # the early visual region's r rises through the states (0.27 at the stem, 0.44 at the last) while the face-driven
-        # ventral region levels off from state 9 (0.39; 0.39 again at the last), so the ventral best state comes out
-        # earlier (15.5 against 20.9, p = 0.98). Pooled per image quadrant instead, every state predicts the early visual
-        # region about equally (0.45 to 0.47 on five participants). What the cohort plants there, the log Gabor energy of
-        # each quadrant reduced to 12 principal components, is a summary of the image's texture energy that deep states
-        # carry as well as early ones: the cohort plants no early-layer signal for this validation to find
-        "layer_hierarchy_recovered",
-    },
 }
 #: the declared items (brainalign/resources/claims.yml) each smoke set cannot evaluate (too small, or no data for it);
 #: it marks them so itself

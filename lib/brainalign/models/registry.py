@@ -66,7 +66,8 @@ CT2_CONVERSION_VERSION = 1
 FUSION_VERSION = 2
 #: bump when the self-supervised pretraining of the fusion layers (:mod:`brainalign.tuning.selfsup`: its clips,
 #: objective, optimiser or defaults) changes the weights it gives; part of the pretrained weights' cache key and revision
-SELFSUP_VERSION = 1
+#: (2: the clips' shots have their own exposure and focus, ``stimuli.EXPOSURE``)
+SELFSUP_VERSION = 2
 #: bump when the tiny stand-ins of hub models (:mod:`brainalign.models.tiny`) change
 TINY_VERSION = 1
 

@@ -6,7 +6,8 @@ participants, the story cohort's individual differences and space
 TR 1.49 s as in CNeuroMod. Eleven episodes of about 90 s (ten train, one test
 presented four times) are built by ``stimuli.make_movie``: shots of 2-5 s of natural images that ship with
 scikit-image and matplotlib, with slow pans and zooms (128 x 128 pixels, 5
-frames/s), and a dialogue of two speakers (``stimuli.read_dialogue``, two
+frames/s), each shot with its own contrast, brightness and blur
+(``stimuli.EXPOSURE``), and a dialogue of two speakers (``stimuli.read_dialogue``, two
 espeak-ng voices); the face of a speaker (the astronaut or Grace Hopper
 portrait) is on screen in some shots, whoever is talking. Sources, through the
 HRF:
@@ -61,8 +62,9 @@ __all__ = ["generate_movie", "movie_root", "movie_grid", "movie_fingerprint", "m
 log = logging.getLogger(__name__)
 
 #: bump when the movie cohort's output changes (2: word rate resampled from the words' midpoints, as in the story cohort;
-#: 3: ten participants with the story cohort's individual differences, a face-driven ventral ROI, two noise-only ROIs)
-MOVIE_COHORT_VERSION = 3
+#: 3: ten participants with the story cohort's individual differences, a face-driven ventral ROI, two noise-only ROIs;
+#: 4: each shot has its own contrast, brightness and blur, so that image energy no longer follows the image shown)
+MOVIE_COHORT_VERSION = 4
 MOVIE_TR = 1.49
 MOVIE_FPS = 5.0
 MOVIE_SIZE = 128

@@ -53,6 +53,7 @@ every public name can be imported from ``brainalign.stimuli`` itself.
 from .formats import GENTLE_WORD, NONWORDS, read_align_csv, read_textgrid, read_video, read_wav, write_textgrid, write_wav
 from .movie import (
     DIALOGUE,
+    EXPOSURE,
     MOVIE_FACES,
     MOVIE_IMAGES,
     MOVIE_VOICES,
@@ -81,6 +82,7 @@ from .timebase import (
 
 __all__ = [
     "DIALOGUE",
+    "EXPOSURE",
     "GENTLE_WORD",
     "MOVIE_FACES",
     "MOVIE_IMAGES",

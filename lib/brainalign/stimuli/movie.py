@@ -24,6 +24,7 @@ from .speech import synthesize_speech
 
 __all__ = [
     "DIALOGUE",
+    "EXPOSURE",
     "MOVIE_FACES",
     "MOVIE_IMAGES",
     "MOVIE_VOICES",
@@ -48,6 +49,9 @@ MOVIE_IMAGES: dict[str, str] = {
     "coins": "scikit-image sample: Greek coins, Brooklyn Museum, no known copyright restrictions",
     "hubble_deep_field": "scikit-image sample: Hubble deep field, NASA, public domain",
 }
+#: The ranges of a shot's exposure and focus (uniform draws, one per shot): contrast about the frame's mean, brightness
+#: added (a fraction of the full range) and the standard deviation of a Gaussian blur (a fraction of the frame's side)
+EXPOSURE = {"contrast": (0.3, 1.0), "brightness": (-0.15, 0.15), "blur": (0.0, 0.02)}
 #: The default faces of the two speakers of a movie: speaker -> image.
 MOVIE_FACES = {"A": "astronaut", "B": "grace_hopper"}
 #: The default espeak-ng voices of the two speakers.
@@ -139,10 +143,14 @@ class Movie:
     sr : int
     words : DataFrame with columns ``word, onset, offset, speaker``
     lines : DataFrame with columns ``speaker, onset, offset, line`` (who speaks when)
-    shots : DataFrame with columns ``onset, offset, image, on_screen, x0, y0, zoom0, x1, y1, zoom1``
+    shots : DataFrame with columns ``onset, offset, image, on_screen, x0, y0, zoom0, x1, y1, zoom1, contrast, brightness, blur``
         ``on_screen`` is the speaker whose face the shot shows ("" for none);
         the crop of side ``zoom * min(height, width)`` moves linearly from
-        centre ``(x0, y0)`` to ``(x1, y1)`` (fractions of the image).
+        centre ``(x0, y0)`` to ``(x1, y1)`` (fractions of the image). The
+        shot's exposure and focus: its frames are blurred by a Gaussian of
+        standard deviation ``blur`` (a fraction of the frame's side), their
+        contrast about each frame's mean is scaled by ``contrast`` and
+        ``brightness`` (a fraction of the full range) is added.
     """
 
     frames: np.ndarray
@@ -184,11 +192,14 @@ def speaking_at(words: pd.DataFrame, times: np.ndarray) -> np.ndarray:
 def render_shots(shots: pd.DataFrame, frame_times: np.ndarray, size: int = 128) -> np.ndarray:
     """Render the frames of a shot list (bilinear crops of the images; see :class:`Movie`).
 
+    Shot lists without the exposure columns (``contrast``, ``brightness``,
+    ``blur``) are rendered as shot: contrast 1, brightness 0, no blur.
+
     Returns
     -------
     frames : uint8 array of shape (n_frames, size, size, 3); black outside every shot.
     """
-    from scipy.ndimage import map_coordinates
+    from scipy.ndimage import gaussian_filter, map_coordinates
 
     frame_times = np.asarray(frame_times, dtype=np.float64)
     frames = np.zeros((len(frame_times), size, size, 3), np.uint8)
@@ -205,8 +216,13 @@ def render_shots(shots: pd.DataFrame, frame_times: np.ndarray, size: int = 128) 
             rows = np.clip(y * h + unit * side, 0, h - 1)
             cols = np.clip(x * w + unit * side, 0, w - 1)
             rr, cc = np.meshgrid(rows, cols, indexing="ij")
-            for c in range(3):
-                frames[i, ..., c] = np.clip(map_coordinates(image[..., c], [rr, cc], order=1), 0, 255).round()
+            crop = np.stack([map_coordinates(image[..., c], [rr, cc], order=1) for c in range(3)], axis=-1)
+            blur = float(getattr(shot, "blur", 0.0)) * size
+            if blur > 0:
+                crop = gaussian_filter(crop, sigma=(blur, blur, 0))
+            mean = crop.mean()
+            crop = mean + float(getattr(shot, "contrast", 1.0)) * (crop - mean) + 255 * float(getattr(shot, "brightness", 0.0))
+            frames[i] = np.clip(crop, 0, 255).round()
     return frames
 
 
@@ -258,6 +274,7 @@ def make_movie(
     rate: int = 175,
     lead: float = 2.0,
     face_p: tuple[float, float] = (0.5, 0.2),
+    exposure: bool = True,
 ) -> Movie:
     """Build a short movie: natural images as shots with camera motion, and a spoken dialogue.
 
@@ -267,7 +284,10 @@ def make_movie(
     shot shows the face of the speaker talking at its middle (probability
     ``face_p[0]``, 0.5 by default), the other speaker's face (``face_p[1]``,
     0.2) or a scene without a face; the camera pans and zooms slowly within
-    each shot. Everything is deterministic given ``seed``.
+    each shot. Each shot has its own exposure and focus (``exposure``):
+    contrast, brightness and blur drawn from the ranges of ``EXPOSURE``, as
+    cuts between cameras, lights and focus settings change them in a film.
+    Everything is deterministic given ``seed``.
 
     Parameters
     ----------
@@ -299,6 +319,9 @@ def make_movie(
         Probabilities that a shot shows the face of the speaker talking at its
         middle, and the other speaker's face (non-negative, summing to at most 1;
         a scene otherwise).
+    exposure : bool, default=True
+        Give each shot its own contrast, brightness and blur (``EXPOSURE``);
+        False: every shot is rendered as shot.
 
     Returns
     -------
@@ -346,6 +369,11 @@ def make_movie(
     words = pd.DataFrame(word_rows, columns=["word", "onset", "offset", "speaker"])
     spoken = pd.DataFrame(line_rows, columns=["speaker", "onset", "offset", "line"])
     shots = _plan_shots(rng, duration, spoken, faces, tuple(shot_range), scenes, (float(face_p[0]), float(face_p[1])))
+    if exposure:  # drawn apart from the shots, so that the shot list is the same either way
+        look = seeded_rng(seed, "movie-exposure")
+        shots["contrast"] = look.uniform(*EXPOSURE["contrast"], len(shots))
+        shots["brightness"] = look.uniform(*EXPOSURE["brightness"], len(shots))
+        shots["blur"] = look.uniform(*EXPOSURE["blur"], len(shots))
     frame_times = np.arange(int(np.floor(duration * fps))) / fps
     frames = render_shots(shots, frame_times, int(size))
     return Movie(frames=frames, frame_times=frame_times, fps=float(fps), audio=audio, sr=int(sr),
