@@ -207,6 +207,8 @@ def render_shots(shots: pd.DataFrame, frame_times: np.ndarray, size: int = 128) 
     for shot in shots.itertuples(index=False):
         image = movie_image(shot.image).astype(np.float32)
         h, w = image.shape[:2]
+        blur = float(getattr(shot, "blur", 0.0)) * size
+        contrast, brightness = float(getattr(shot, "contrast", 1.0)), 255 * float(getattr(shot, "brightness", 0.0))
         idx = np.flatnonzero((frame_times >= shot.onset) & (frame_times < shot.offset))
         for i in idx:
             a = (frame_times[i] - shot.onset) / max(shot.offset - shot.onset, 1e-9)
@@ -217,11 +219,10 @@ def render_shots(shots: pd.DataFrame, frame_times: np.ndarray, size: int = 128) 
             cols = np.clip(x * w + unit * side, 0, w - 1)
             rr, cc = np.meshgrid(rows, cols, indexing="ij")
             crop = np.stack([map_coordinates(image[..., c], [rr, cc], order=1) for c in range(3)], axis=-1)
-            blur = float(getattr(shot, "blur", 0.0)) * size
             if blur > 0:
                 crop = gaussian_filter(crop, sigma=(blur, blur, 0))
             mean = crop.mean()
-            crop = mean + float(getattr(shot, "contrast", 1.0)) * (crop - mean) + 255 * float(getattr(shot, "brightness", 0.0))
+            crop = mean + contrast * (crop - mean) + brightness
             frames[i] = np.clip(crop, 0, 255).round()
     return frames
 
