@@ -346,8 +346,13 @@ def test_av_tuning_adapts_the_fusion_attention_only_and_its_merged_model_gives_t
                                                                                              monkeypatch):
     fusion = _random_fusion(monkeypatch)
     before = {n: p.detach().clone() for n, p in fusion.model.named_parameters()}
+    statistics = {n: b.clone() for n, b in fusion.model.named_buffers() if ".vision." in f".{n}" and "running_" in n}
     tuner = tuning.BrainTuner("whisper-efficientnet-fusion", cache_dir=tmp_path, batch_size=4, max_epochs=2, lr=1e-2,
                               head_lr=1e-2, dropout=0.0, progress=False, seed=0).fit(movie_data, ["a"], ["b"])
+    # the frozen encoders read the windows in evaluation mode: EfficientNet's batch norm kept its running statistics
+    # (in training mode it would have normalised each batch of frames by its own, and updated them)
+    buffers = dict(fusion.model.named_buffers())
+    assert statistics and all(torch.equal(buffers[n], b) for n, b in statistics.items()), "batch-norm statistics changed"
     trainable = [n for n in tuner.net_.trainable() if not n.startswith("head.")]
     assert trainable and all(".self_attn." in n and "lora_" in n and ".audio." not in n and ".vision." not in n
                              for n in trainable), trainable

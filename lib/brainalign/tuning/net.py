@@ -207,7 +207,21 @@ class AVTuningNet(torch.nn.Module):
         return self.shape_
 
     def window_prefix(self, data, keys: Sequence[tuple[str, int]]) -> torch.Tensor:
-        """The encoders' tokens of windows ``(run, row)`` of a :class:`~brainalign.tuning.TuningData` with video, packed."""
+        """The encoders' tokens of windows ``(run, row)`` of a :class:`~brainalign.tuning.TuningData` with video, packed.
+
+        The encoders read them in evaluation mode, whatever the mode of the
+        network: in training mode EfficientNet's batch norm would normalise each
+        batch of frames by its own statistics and update its running ones, so
+        the tokens tuning learns from would not be those the model is scored on.
+        """
+        training = self.training
+        self.eval()
+        try:
+            return self._window_prefix(data, keys)
+        finally:
+            self.train(training)
+
+    def _window_prefix(self, data, keys: Sequence[tuple[str, int]]) -> torch.Tensor:
         if data.video is None:
             raise ValueError("an audio-video model is tuned on data with video: tuning_data(..., video=True)")
         n_audio, n_video = self._shape(data)

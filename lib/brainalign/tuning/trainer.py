@@ -20,8 +20,9 @@ from .net import AVTuningNet, TuningNet, av_lora_config, lora_config
 
 log = logging.getLogger(__name__)
 
-#: bump when a tuning run's numbers change for the same parameters (3: the frozen prefix through float16, micro-batches)
-TUNING_VERSION = 3
+#: bump when a tuning run's numbers change for the same parameters (3: the frozen prefix through float16, micro-batches;
+#: 4: the audio-video model's encoders read the frozen prefix in evaluation mode)
+TUNING_VERSION = 4
 #: how the participants' losses are combined
 STRATEGIES = ("in_turn", "mean_loss")
 
