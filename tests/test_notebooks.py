@@ -111,9 +111,9 @@ def test_unknown_set_and_study():
 
 #: parameters a miniature run changes, and why: only what it costs, so that it still reaches every step
 MINIATURE_OVERRIDES = {
-    # 2 epochs instead of up to 30, the last state of each encoder and the fusion states instead of all 25, 6 downstream
-    # clips instead of 29 and fewer resamples: the same steps, in a few minutes instead of half an hour
-    "03_multimodal_brain_tuning": {"max_epochs": 2, "layers": [4, 21, 22, 23, 24], "probe_clips": 6, "probe_folds": 2,
+    # 2 epochs instead of up to 30, the last state of each encoder and the fusion states instead of all 25, the smoke
+    # set's 12 downstream clips instead of 29 and fewer resamples: the same steps, in minutes instead of half an hour
+    "03_multimodal_brain_tuning": {"max_epochs": 2, "layers": [4, 21, 22, 23, 24], "probe_clips": 12, "probe_folds": 3,
                                    "n_boot": 50, "n_permutations": 50},
     # 2 TRs instead of 10 in the Integrated Gradients check: on a random tiny model it doubles its path points to the
     # cap (160) without converging, 4 minutes for 10 TRs
