@@ -64,6 +64,18 @@ def _attention_without_fastpath() -> Iterator[None]:
         torch.backends.mha.set_fastpath_enabled(before)
 
 
+@contextmanager
+def _evaluating(module: torch.nn.Module) -> Iterator[None]:
+    """``module`` in evaluation mode, then back in the mode it was in: the frozen prefix of a window is computed so
+    (no dropout; batch norm with its running statistics, left as they are), whatever the mode of the network."""
+    training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(training)
+
+
 def _blocks(lm: models.LoadedModel) -> torch.nn.ModuleList:
     return lm.model.layers if models.is_whisper(lm) else lm.model.encoder.layers
 
@@ -146,12 +158,8 @@ class TuningNet(torch.nn.Module):
         return self.prefix([data.clips(r, np.array([i]))[0] for r, i in keys])
 
     def prefix(self, clips: list[np.ndarray]) -> torch.Tensor:
-        training = self.training
-        self.eval()
-        try:
+        with _evaluating(self):
             return hidden_state_at(self.lm, clips, self.first)
-        finally:
-            self.train(training)
 
     def forward(self, prefix: torch.Tensor) -> torch.Tensor:
         return self.head(last_state_from(self.lm, prefix, self.first).float().mean(dim=1))
@@ -214,14 +222,6 @@ class AVTuningNet(torch.nn.Module):
         batch of frames by its own statistics and update its running ones, so
         the tokens tuning learns from would not be those the model is scored on.
         """
-        training = self.training
-        self.eval()
-        try:
-            return self._window_prefix(data, keys)
-        finally:
-            self.train(training)
-
-    def _window_prefix(self, data, keys: Sequence[tuple[str, int]]) -> torch.Tensor:
         if data.video is None:
             raise ValueError("an audio-video model is tuned on data with video: tuning_data(..., video=True)")
         n_audio, n_video = self._shape(data)
@@ -229,22 +229,23 @@ class AVTuningNet(torch.nn.Module):
         out = np.zeros((len(keys), n_audio + n_video, width + 2), dtype=np.float32)
         seconds = data.window_samples / models.SPEECH_SR
         runs = sorted({r for r, _ in keys})
-        for r in runs:
-            at = [k for k, (run, _) in enumerate(keys) if run == r]
-            rows = np.array([keys[k][1] for k in at])
-            ends = data.ends(r, rows)
-            _, tokens, times = models.audio_window_tokens(self.fusion, data.audio[r], ends, seconds)
-            frames, frame_times = data.video[r]
-            if r not in self._frame_tokens or self._frame_tokens[r][0] is not frames:
-                self._frame_tokens[r] = (frames, models.vision_hidden_states(self.fusion.vision_lm, frames)[-1])
-            frame_tokens, frame_times = self._frame_tokens[r][1], np.asarray(frame_times)
-            for k, tok, tim, end in zip(at, tokens, times, ends):
-                inside = models.window_frames(frame_times, end, seconds)
-                vid, vtimes = frame_tokens[inside], frame_times[inside] - end
-                na, nv = len(tok), len(vid)
-                out[k, :na, : self.d_audio], out[k, :na, width], out[k, :na, width + 1] = tok, tim, 1.0
-                rows_v = slice(n_audio, n_audio + nv)
-                out[k, rows_v, : self.d_video], out[k, rows_v, width], out[k, rows_v, width + 1] = vid, vtimes, 1.0
+        with _evaluating(self):
+            for r in runs:
+                at = [k for k, (run, _) in enumerate(keys) if run == r]
+                rows = np.array([keys[k][1] for k in at])
+                ends = data.ends(r, rows)
+                _, tokens, times = models.audio_window_tokens(self.fusion, data.audio[r], ends, seconds)
+                frames, frame_times = data.video[r]
+                if r not in self._frame_tokens or self._frame_tokens[r][0] is not frames:
+                    self._frame_tokens[r] = (frames, models.vision_hidden_states(self.fusion.vision_lm, frames)[-1])
+                frame_tokens, frame_times = self._frame_tokens[r][1], np.asarray(frame_times)
+                for k, tok, tim, end in zip(at, tokens, times, ends):
+                    inside = models.window_frames(frame_times, end, seconds)
+                    vid, vtimes = frame_tokens[inside], frame_times[inside] - end
+                    na, nv = len(tok), len(vid)
+                    out[k, :na, : self.d_audio], out[k, :na, width], out[k, :na, width + 1] = tok, tim, 1.0
+                    rows_v = slice(n_audio, n_audio + nv)
+                    out[k, rows_v, : self.d_video], out[k, rows_v, width], out[k, rows_v, width + 1] = vid, vtimes, 1.0
         return torch.from_numpy(out).to(self.lm.device)
 
     def forward(self, prefix: torch.Tensor) -> torch.Tensor:
