@@ -130,6 +130,36 @@ def test_same_seed_same_cohort(cohort, tmp_path):
     assert fingerprint(again) == fingerprint(cohort.root)
 
 
+def test_generation_runs_on_one_thread_whatever_the_callers_threads(tmp_path, monkeypatch):
+    """A multithreaded BLAS sums in an order set by its thread count: the cohort is written on one thread
+    (numpy's BLAS and torch alike), so that its bytes are the same on every machine, and the caller's
+    thread counts are restored afterwards."""
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from brainalign.simulate import story
+
+    seen = {}
+
+    def record(root, seed):
+        (root / "derivative").mkdir()
+        (root / "derivative" / "respdict.json").write_text("{}")
+        seen["blas"] = {pool["num_threads"] for pool in threadpool_info()}
+        seen["torch"] = torch.get_num_threads()
+
+    monkeypatch.setattr(story, "_write_cohort", record)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with threadpool_limits(2):
+            generate(seed=0, root=tmp_path / "cohort")
+            assert {pool["num_threads"] for pool in threadpool_info()} == {2}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert seen == {"blas": {1}, "torch": 1}
+
+
 def test_the_generators_never_import_datasets():
     """The ROI groups come from ``spaces`` and the splits from ``manifests``: ``datasets`` imports ``simulate``, never the reverse."""
     import ast

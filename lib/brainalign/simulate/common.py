@@ -22,13 +22,16 @@ Both the story cohort (``brainalign.simulate.story``) and the movie cohort
   (``signal``, ``hrf``), the cohorts' noise (``noise``), and presentations mixing
   the two at each voxel's explainable variance (``responses``);
 - writing: the ground truth and the space (``write_truth_and_space``), into a
-  temporary folder renamed when complete (``atomic_generate``).
+  temporary folder renamed when complete (``atomic_generate``), on one thread:
+  a multithreaded BLAS sums in an order that depends on its thread count, and the
+  cohort's bytes must not depend on the machine that generates it.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -321,6 +324,21 @@ def responses(signal: np.ndarray, ev: np.ndarray, reps: int, seed: int, tags: tu
     return out
 
 
+@contextmanager
+def _one_thread():
+    """BLAS and torch on one thread (and back), so that sums are taken in the same order on every machine."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def atomic_generate(root: Path, marker: Path, seed: int, force: bool, write) -> Path:
     """Run ``write(tmp, seed)`` into a temporary sibling of ``root`` and rename it, unless ``root/marker`` exists."""
     if (root / marker).exists() and not force:
@@ -328,7 +346,8 @@ def atomic_generate(root: Path, marker: Path, seed: int, force: bool, write) -> 
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}."))
     try:
-        write(tmp, int(seed))
+        with _one_thread():
+            write(tmp, int(seed))
         if root.exists():
             shutil.rmtree(root)
         tmp.rename(root)

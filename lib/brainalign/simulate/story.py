@@ -88,7 +88,7 @@ log = logging.getLogger(__name__)
 #: 3: twelve participants with individual weights, ROI extents, HRFs and SNR; syntax planted by the generator's own route;
 #: 4: the same responses, and each word's planted drive of every ROI in the ground truth, ``word_drive/<run>``;
 #: 5: a word-selective source in LTC, ``selective_drive``)
-COHORT_VERSION = 5
+COHORT_VERSION = 6
 STORIES = Path(__file__).resolve().parent.parent / "resources" / "stimuli" / "mobydick"
 
 #: share of each ROI's signal variance carried by each source
