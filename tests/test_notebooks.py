@@ -111,6 +111,10 @@ def test_unknown_set_and_study():
 
 #: parameters a miniature run changes, and why: only what it costs, so that it still reaches every step
 MINIATURE_OVERRIDES = {
+    # 2 outer folds and 2 penalties instead of 4 and 10, 100 bootstrap draws instead of 1000
+    "01_property_removal": {"outer_folds": 2, "alphas": [10.0, 1000.0], "n_bootstraps": 100},
+    # 20 training steps of each small model instead of 300 (more than half of the run), 100 RSA permutations
+    "02_control_analyses": {"small_steps": 20, "n_permutations": 100},
     # 2 epochs instead of up to 30, the last state of each encoder and the fusion states instead of all 25, the smoke
     # set's 12 downstream clips instead of 29 and fewer resamples: the same steps, in minutes instead of half an hour
     "03_multimodal_brain_tuning": {"max_epochs": 2, "layers": [4, 21, 22, 23, 24], "probe_clips": 12, "probe_folds": 3,
