@@ -63,7 +63,8 @@ log = logging.getLogger(__name__)
 
 #: bump when the movie cohort's output changes (2: word rate resampled from the words' midpoints, as in the story cohort;
 #: 3: ten participants with the story cohort's individual differences, a face-driven ventral ROI, two noise-only ROIs;
-#: 4: each shot has its own contrast, brightness and blur, so that image energy no longer follows the image shown)
+#: 4: each shot has its own contrast, brightness and blur, so that image energy no longer follows the image shown;
+#: 5: written on one thread, so that the bytes no longer depend on the caller's BLAS thread count)
 MOVIE_COHORT_VERSION = 5
 MOVIE_TR = 1.49
 MOVIE_FPS = 5.0

@@ -87,7 +87,8 @@ log = logging.getLogger(__name__)
 #: bump when the generator's output changes (2: sources sampled at the volumes' centres, ``Simulated.sample_at``;
 #: 3: twelve participants with individual weights, ROI extents, HRFs and SNR; syntax planted by the generator's own route;
 #: 4: the same responses, and each word's planted drive of every ROI in the ground truth, ``word_drive/<run>``;
-#: 5: a word-selective source in LTC, ``selective_drive``)
+#: 5: a word-selective source in LTC, ``selective_drive``; 6: written on one thread, so that the bytes no longer depend
+#: on the caller's BLAS thread count)
 COHORT_VERSION = 6
 STORIES = Path(__file__).resolve().parent.parent / "resources" / "stimuli" / "mobydick"
 
