@@ -45,18 +45,6 @@ RATES = {"notebook (1e-3)": dict(lr=1e-3), "Study 4's recipe (1e-4)": dict(lr=1e
 PENALTIES = (1e1, 1e2, 1e3, 1e4, 1e5)
 
 
-def _relative_mse(pred: np.ndarray, targets: list[np.ndarray]) -> float:
-    """Mean over participants of the MSE of ``pred`` relative to predicting zero (each voxel's training mean)."""
-    return float(np.mean([((pred - y) ** 2).mean() / (y**2).mean() for y in targets]))
-
-
-def _ridge(X: np.ndarray, Y: np.ndarray, Xv: np.ndarray, penalty: float) -> np.ndarray:
-    mu, sd = X.mean(0), X.std(0) + 1e-6
-    Z = (X - mu) / sd
-    W = np.linalg.solve(Z.T @ Z + penalty * np.eye(Z.shape[1]), Z.T @ Y)
-    return ((Xv - mu) / sd) @ W
-
-
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seed", type=int, default=0)
@@ -71,20 +59,10 @@ def main(argv: list[str] | None = None) -> dict:
     val_run, tune_runs = ds.train_runs[-1], ds.train_runs[:-1]
     sts = ds.rois()["STS"]
 
-    # each participant's STS responses, z-scored with the tuning episodes' statistics (as BrainTuner does)
-    train_y, val_y = [], []
-    for s in subjects:
-        y = np.concatenate([ds.responses(s, r)[:, sts] for r in tune_runs])
-        mean, scale = y.mean(0), y.std(0) + 1e-8
-        train_y.append((y - mean) / scale)
-        val_y.append((ds.responses(s, val_run)[:, sts] - mean) / scale)
-    shared = np.mean(train_y, axis=0)  # one head for every participant: its least squares fit is to their mean
-
     truth = ds.ground_truth()
     names, dims = [str(n) for n in truth["source_names"]], [int(d) for d in truth["source_dims"]]
     col = int(np.sum(dims[: names.index("av_speech")]))
     av = {r: truth[f"sources/{r}"][:, col : col + 1] for r in ds.train_runs}
-    planted = _relative_mse(_ridge(np.concatenate([av[r] for r in tune_runs]), shared, av[val_run], 1e-6), val_y)
 
     lm = models.load_model(MODEL)
     n_hidden = models.layer_count(MODEL)
@@ -95,16 +73,11 @@ def main(argv: list[str] | None = None) -> dict:
         frames, times = ds.frames(r)
         feats[r] = movie_features.av_tr_features_shared([lm], audio, sr, frames, times, ds.sample_times(r), window=WINDOW,
                                                         layers=layers)[0]
-    ridge = {}
-    for k, layer in enumerate(layers):
-        X = np.concatenate([feats[r][k] for r in tune_runs])
-        scores = {p: _relative_mse(_ridge(X, shared, feats[val_run][k], p), val_y) for p in PENALTIES}
-        best = min(scores, key=scores.get)
-        ridge[layer] = {"relative_mse": round(scores[best], 4), "penalty": best}
     features_s = time.time() - t0
 
     data = tuning.tuning_data(ds, subjects, ds.train_runs, voxels=sts, window=WINDOW, video=True)
-    tuned = {}
+    responses = {s: {r: ds.responses(s, r)[:, sts] for r in ds.train_runs} for s in subjects}
+    tuned, planted, ridge = {}, None, {}
     for label, rate in RATES.items():
         t1 = time.time()
         tuner = tuning.BrainTuner(MODEL, seed=args.seed, **TUNING, **rate).fit(data, tune_runs, [val_run])
@@ -115,6 +88,12 @@ def main(argv: list[str] | None = None) -> dict:
                         "training_by_epoch": [round(float(v), 4) for v in ep.train_loss],
                         "from_cache": tuner.from_cache_, "seconds": round(time.time() - t1, 1)}
         print(label, tuned[label], flush=True)
+        if planted is None:  # the readouts, in the unit of the first tuner (every tuner z-scores the same way)
+            planted = round(tuner.ridge_reference(av, responses, penalties=(1e-6,))[1e-6], 4)
+            for k, layer in enumerate(layers):
+                scores = tuner.ridge_reference({r: feats[r][k] for r in ds.train_runs}, responses, PENALTIES)
+                best = min(scores, key=scores.get)
+                ridge[layer] = {"relative_mse": round(scores[best], 4), "penalty": best}
 
     result = {"dataset": "simulated-movie", "seed": args.seed, "tuning_subjects": subjects, "validation_episode": val_run,
               "tuning_windows": int(sum(len(data.bounds[r][0]) for r in tune_runs)),

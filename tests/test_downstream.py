@@ -179,3 +179,53 @@ def test_bad_input_names_the_value_and_what_is_valid(change, message):
 def test_too_many_clips_name_how_many_the_dialogue_allows():
     with pytest.raises(ValueError, match=r"n_clips=30 must be an integer in \[1, 29\] \(117 lines of dialogue, 4 per clip"):
         downstream.downstream_lines(n_clips=30)
+
+
+def test_given_folds_are_the_outer_folds_and_untested_windows_are_left_out():
+    windows = _windows("unrelated")
+    train, test = np.flatnonzero(windows["clip"] < 20), np.flatnonzero(windows["clip"] >= 24)
+    features = {"planted": _planted(windows["label"], 1.5), "noise": _planted(windows["label"], 0.0, seed=3)}
+    predictions = downstream.downstream_predictions(features, windows, "unrelated", n_folds=3, folds=[(train, test)])
+    assert len(predictions) == len(test) and set(predictions["group"]) == set(range(24, 30)) and (predictions["fold"] == 0).all()
+    table = downstream.probe_downstream(features, windows, "unrelated", n_folds=3, n_boot=200, folds=[(train, test)])
+    assert table.loc["planted", "score"] > 0.5 and table["n_clips"].eq(6).all() and table["n_windows"].eq(len(test)).all()
+    for folds, message in [([(train, train[:5])], "on both sides"), ([(train, test), (train[:10], test)], "overlap"),
+                           ([(train, [len(windows)])], "outside"), ([], "empty")]:
+        with pytest.raises(ValueError, match=message):
+            downstream.downstream_predictions(features, windows, "unrelated", folds=folds)
+
+
+def test_study_windows_read_the_releases_items_and_splits(tmp_path):
+    from brainalign import tasks
+
+    root = tasks.write_mustard_fixture(tmp_path / "mustard", n=20)
+    table = tasks.load_mustard(root)
+    for uid in table["id"][:-1]:
+        (root / tasks.MUSTARD_VIDEO_DIRS[0][0]).mkdir(parents=True, exist_ok=True)
+        (root / tasks.MUSTARD_VIDEO_DIRS[0][0] / f"{uid}.mp4").write_bytes(b"clip")
+    with pytest.raises(FileNotFoundError, match=r"1 of the 20 MUStARD utterance clips are not on disk"):
+        downstream.study_windows(tasks.load_mustard(root))
+    (root / tasks.MUSTARD_VIDEO_DIRS[0][0] / f"{table['id'].iloc[-1]}.mp4").write_bytes(b"clip")
+    mosei_root = tasks.write_mosei_fixture(tmp_path / "mosei", n_videos=10)
+    mosei = tasks.load_mosei(mosei_root)
+    others = sorted(set(mosei["video"]) - set(mosei.loc[mosei["split"] == "test", "video"]))
+    kept = sorted(set(mosei.loc[mosei["split"] == "test", "video"])) + others[:4]
+    for video in kept:
+        (mosei_root / tasks.MOSEI_VIDEO_DIRS[0]).mkdir(parents=True, exist_ok=True)
+        (mosei_root / tasks.MOSEI_VIDEO_DIRS[0] / f"{video}.mp4").write_bytes(b"recording")
+    study = downstream.study_windows(tasks.load_mustard(root), tasks.load_mosei(mosei_root))
+    windows, splits = study["sarcasm"]
+    assert list(windows["label"]) == list(table["sarcasm"].astype(int)) and windows["group"].is_unique
+    assert windows.attrs["synthetic"] and len(splits["5-fold"]) == 5
+    assert sorted(np.concatenate([test for _, test in splits["5-fold"]])) == list(range(20))
+    (train, test), = splits["speaker-independent"]
+    assert set(table["show"].iloc[test]) == {"FRIENDS"} and "FRIENDS" not in set(table["show"].iloc[train])
+    windows, splits = study["sentiment"]
+    segments = mosei[mosei["video"].isin(kept)]
+    assert len(windows) == len(segments) and windows.attrs["left_out"] == len(mosei) - len(segments)
+    assert list(windows["label"]) == list((segments["sentiment"] >= 0).astype(int))
+    (train, test), = splits["standard folds"]
+    assert set(windows["group"].iloc[test]) == set(segments.loc[segments["split"] == "test", "video"])
+    assert not set(windows["group"].iloc[train]) & set(windows["group"].iloc[test])
+    with pytest.raises(ValueError, match="give the MUStARD table"):
+        downstream.study_windows()

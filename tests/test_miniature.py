@@ -444,3 +444,19 @@ def test_the_neuromod_miniature_is_read_by_its_loader_with_its_movies(tmp_path, 
         return float(block[~np.eye(len(block), dtype=bool)].mean())
 
     assert within(rois["LTC"]) > within(rois["Cont"]) + 0.02
+
+
+def test_the_downstream_task_miniatures_have_their_clips_where_the_readers_look(tmp_path):
+    from brainalign import tasks
+    from brainalign.stimuli.formats import read_movie_audio, read_movie_frames
+
+    folders = miniature.prepare(["mustard", "cmu_mosei"], tmp_path)
+    mustard, mosei = tasks.load_mustard(folders["mustard"]), tasks.load_mosei(folders["cmu_mosei"])
+    assert tasks.is_synthetic(mustard) and tasks.is_synthetic(mosei)
+    assert mustard["utterance_video"].notna().all() and mosei["video_path"].notna().all() and mosei["split"].notna().all()
+    audio, sr = read_movie_audio(mustard["utterance_video"].iloc[0])
+    frames, _ = read_movie_frames(mustard["utterance_video"].iloc[0], 5.0, 64)
+    assert abs(len(audio) / sr - 3.0) < 0.1 and len(frames) == 15 and np.abs(audio).max() > 0
+    for path, segments in mosei.groupby("video_path"):
+        audio, sr = read_movie_audio(path)
+        assert len(audio) / sr > segments["end"].max()  # every labelled segment lies inside its recording

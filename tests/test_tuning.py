@@ -254,6 +254,10 @@ def test_tuning_learns_a_target_planted_in_the_pretrained_features():
     pred = tuner.predict(data.clips("b", np.arange(len(bounds["b"][0]))), subject="P0")
     r2 = 1 - ((pred - planted["b"]) ** 2).sum(0) / ((planted["b"] - planted["b"].mean(0)) ** 2).sum(0)
     assert (r2 > 0.8).all(), r2
+    # the linear readout of the frozen features, in the tuner's unit: the planted map is found with a light penalty,
+    # and a penalty that shrinks it to nothing is as good as the training mean
+    reference = tuner.ridge_reference(pooled, {"P0": planted}, penalties=(1e-3, 1e9))
+    assert reference[1e-3] < 0.05 and 0.9 < reference[1e9] < 1.5, reference
 
 
 def test_blocks_run_from_a_frozen_state_give_the_last_state_of_wav2vec2_and_hubert():

@@ -400,11 +400,12 @@ def tr_features(
 # -- speech and vision ------------------------------------------------------------------------------------------------
 
 
-def check_times(times: np.ndarray) -> np.ndarray:
-    """``times`` as floats, checked to be the increasing sampling times of at least two volumes."""
+def check_times(times: np.ndarray, minimum: int = 2) -> np.ndarray:
+    """``times`` as floats, checked to be the increasing sampling times of at least ``minimum`` volumes (two where the
+    caller reads the TR from them)."""
     times = np.asarray(times, dtype=float)
-    if times.ndim != 1 or len(times) < 2 or not np.all(np.diff(times) > 0):
-        raise ValueError(f"times must be 1-D and increasing with at least 2 entries, got shape {times.shape}")
+    if times.ndim != 1 or len(times) < minimum or not np.all(np.diff(times) > 0):
+        raise ValueError(f"times must be 1-D and increasing with at least {minimum} entries, got shape {times.shape}")
     return times
 
 

@@ -47,6 +47,12 @@ realistic shapes:
     and an AAC sound track) at ``stimuli/movies/``; the parcel names are in
     ``atlas/``. A parcel averages simulated voxels of the ROIs its network
     stands for (:func:`write_neuromod`).
+``mustard`` and ``cmu_mosei`` (Study 3's downstream tasks, :mod:`brainalign.tasks`)
+    The synthetic fixtures' annotation, label, split and fold files, with
+    their clips: one 3-s .mp4 per MUStARD utterance, one full recording per
+    CMU-MOSEI video, in the releases' folders, cut from the movie cohort's
+    episodes (:func:`write_mustard`, :func:`write_cmu_mosei`). They are
+    marked synthetic, so no result on them is called a sarcasm or a sentiment result.
 
 The module is longer than most: every miniature needs its dataset's formats
 written as the real release writes them, and their helpers live beside it.
@@ -68,16 +74,17 @@ from .linguistics import CONSTITUENCY_MODEL
 from .manifests import read_manifest
 from .spaces import ROI_GROUPS
 
-__all__ = ["MINIATURES", "VERSION", "miniature_home", "write_lebel2023", "write_narratives", "write_neuromod", "write_parser",
-           "prepare"]
+__all__ = ["MINIATURES", "VERSION", "miniature_home", "write_cmu_mosei", "write_lebel2023", "write_mustard", "write_narratives",
+           "write_neuromod", "write_parser", "prepare"]
 
 #: bump when a miniature's content changes (a stale one is rewritten)
 VERSION = 3
 #: the real datasets a miniature can stand in for
-MINIATURES = ("lebel2023", "narratives", "neuromod")
+MINIATURES = ("lebel2023", "narratives", "neuromod", "mustard", "cmu_mosei")
 _FOLDERS = {"lebel2023": "ds003020", "narratives": "narratives",  # where each loader looks in the data home
-            "neuromod": "algonauts_2025.competitors"}
-_SOURCES = {"lebel2023": "simulated", "narratives": "simulated", "neuromod": "simulated-movie"}  # the cohort each is cut from
+            "neuromod": "algonauts_2025.competitors", "mustard": "mustard", "cmu_mosei": "cmu_mosei"}
+_SOURCES = {"lebel2023": "simulated", "narratives": "simulated", "neuromod": "simulated-movie",  # the cohort each is cut from
+            "mustard": "simulated-movie", "cmu_mosei": "simulated-movie"}
 _SUBJECTS = 8  # lebel2023: UTS01-UTS08 (Study 4 tunes on 3 of them and holds out 5)
 _TRAIN_STORIES = 26  # Study 4's paper set fits encoding models on up to 25 training stories
 _STORY_TRS = 20  # volumes of each training story: a 40-s cut of a simulated story
@@ -336,6 +343,7 @@ _NEUROMOD_REPEATED = ("figures", "life")  # the Movie10 films shown twice
 _NEUROMOD_TRS = 48  # volumes of a run shown once (71.5 s), cut from the fifth volume of a simulated episode on
 _NEUROMOD_REPEAT_TRS = 40  # volumes of a film shown twice, cut from the cohort's repeated test episode
 _NEUROMOD_FRAME = 64  # pixels of the movies' frames (square), at the cohort's 5 frames/s
+_MUSTARD_CLIP = 3.0  # seconds of each MUStARD utterance clip
 #: The Schaefer-2018 7-network sub-regions of each hemisphere in the order file's order, their parcels (500 a
 #: hemisphere; the real names, approximate counts) and the simulated movie ROIs whose voxels stand for them (none:
 #: voxels of no ROI). Auditory cortex belongs to SomMot in the 7-network atlas, MT to DorsAttn_Post.
@@ -371,15 +379,16 @@ def _parcels(source, rng: np.random.Generator, per_parcel: int = 3) -> tuple[lis
     return names, np.concatenate(voxels)
 
 
-def _write_mkv(path: Path, frames: np.ndarray, fps: float, audio: np.ndarray, sr: int) -> None:
-    """A Matroska movie as the release's: H.264 video (MPEG-4 part 2 where PyAV lacks libx264) and an AAC sound track."""
+def _write_movie(path: Path, frames: np.ndarray, fps: float, audio: np.ndarray, sr: int) -> None:
+    """A movie as the releases' (.mkv: Matroska, .mp4: MPEG-4): H.264 video (MPEG-4 part 2 where PyAV lacks libx264) and
+    an AAC sound track."""
     from fractions import Fraction
 
     import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-    with av.open(str(path), "w", format="matroska") as out:
+    with av.open(str(path), "w", format={".mkv": "matroska", ".mp4": "mp4"}[path.suffix]) as out:
         video = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001),
                                options={"preset": "veryfast"} if codec == "libx264" else {})
         video.height, video.width, video.pix_fmt = frames.shape[1], frames.shape[2], "yuv420p"
@@ -511,8 +520,8 @@ def write_neuromod(root: str | Path, source=None, seed: int = 0) -> Path:
             audio, sr = src.audio(episode)
             # the episode's frames shown at the cut's frame times, rendered from its shot list at a small size
             shown = np.floor(start * fps + np.arange(int(n * tr * fps)) + 1e-6) / fps
-            _write_mkv(stimuli / "movies" / folder / movie, render_shots(src.shots(episode), shown, _NEUROMOD_FRAME), fps,
-                       audio[int(round(start * sr)) : int(round(end * sr))], sr)
+            _write_movie(stimuli / "movies" / folder / movie, render_shots(src.shots(episode), shown, _NEUROMOD_FRAME), fps,
+                         audio[int(round(start * sr)) : int(round(end * sr))], sr)
     for k, subject in enumerate(_NEUROMOD_SUBJECTS):
         for task, runs in plan.items():
             desc = "_desc-s123456" if task == "friends" else ""
@@ -526,6 +535,53 @@ def write_neuromod(root: str | Path, source=None, seed: int = 0) -> Path:
                         [src.repeats(src.subjects[k], episode)[r] for r in reps]
                     for key, y in zip(keys[run], shown):
                         f.create_dataset(key, data=y[first : first + n + extra][:, voxels].mean(axis=-1).astype(np.float32))
+    return root
+
+
+def _cut(src, episode: str, start: float, end: float, path: Path) -> None:
+    """Seconds ``start`` to ``end`` of a simulated movie episode as a movie file (64 x 64 frames at its frame rate)."""
+    from .stimuli import render_shots
+
+    audio, sr = src.audio(episode)
+    shown = np.floor(start * src.fps + np.arange(int(round((end - start) * src.fps))) + 1e-6) / src.fps
+    _write_movie(path, render_shots(src.shots(episode), shown, _NEUROMOD_FRAME), src.fps,
+                 audio[int(round(start * sr)) : int(round(end * sr))], sr)
+
+
+def write_mustard(root: str | Path, source=None, seed: int = 0) -> Path:
+    """A miniature of MUStARD at ``root``: the release's annotation and split files and one clip per utterance.
+
+    The annotations and the 5 folds are :func:`brainalign.tasks.write_mustard_fixture`'s (20 generated utterances,
+    marked synthetic); each utterance's clip, ``videos/utterances_final/<id>.mp4`` (H.264 and AAC, as the release's),
+    is 3 s of a simulated movie episode (:data:`_MUSTARD_CLIP`), the clips of successive utterances following each
+    other through the cohort's training episodes. A miniature tests formats and code paths: its labels are random.
+    """
+    from .tasks import MUSTARD_VIDEO_DIRS, load_mustard, write_mustard_fixture
+
+    root, src = Path(root), source if source is not None else _source("simulated-movie")
+    write_mustard_fixture(root, n=20, seed=seed)
+    folder = root / MUSTARD_VIDEO_DIRS[0][0]
+    for k, uid in enumerate(load_mustard(root)["id"]):
+        episode = src.train_runs[k % len(src.train_runs)]
+        start = 2.0 + _MUSTARD_CLIP * (k // len(src.train_runs))
+        _cut(src, episode, start, start + _MUSTARD_CLIP, folder / f"{uid}.mp4")
+    return root
+
+
+def write_cmu_mosei(root: str | Path, source=None, seed: int = 0) -> Path:
+    """A miniature of CMU-MOSEI at ``root``: the labels file, the folds file and each video's full recording.
+
+    The labels and folds are :func:`brainalign.tasks.write_mosei_fixture`'s (3 generated videos of 2-6 labelled
+    segments, marked synthetic); each video's recording, ``Raw/Videos/Full/Combined/<video>.mp4`` (the raw
+    archive's layout), runs from the start of a simulated movie episode to a second past its last segment.
+    """
+    from .tasks import MOSEI_VIDEO_DIRS, load_mosei, write_mosei_fixture
+
+    root, src = Path(root), source if source is not None else _source("simulated-movie")
+    write_mosei_fixture(root, n_videos=3, seed=seed)
+    ends = load_mosei(root).groupby("video", sort=True)["end"].max()
+    for k, (video, end) in enumerate(ends.items()):
+        _cut(src, src.train_runs[k % len(src.train_runs)], 0.0, float(end) + 1.0, root / MOSEI_VIDEO_DIRS[0] / f"{video}.mp4")
     return root
 
 
@@ -581,7 +637,8 @@ def write_parser(folder: str | Path) -> Path:
     return model
 
 
-_WRITERS = {"lebel2023": write_lebel2023, "narratives": write_narratives, "neuromod": write_neuromod}
+_WRITERS = {"lebel2023": write_lebel2023, "narratives": write_narratives, "neuromod": write_neuromod,
+            "mustard": write_mustard, "cmu_mosei": write_cmu_mosei}
 
 
 def miniature_home() -> Path:

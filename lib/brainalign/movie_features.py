@@ -19,7 +19,10 @@ from .cache import Cache
 from .features import VERSION, cached_layers, check_times
 from .models import SPEECH_SR, LoadedModel
 
-__all__ = ["av_tr_features", "av_tr_features_shared", "frame_states", "vision_tr_features"]
+__all__ = ["av_tr_features", "av_tr_features_shared", "clip_features", "frame_states", "vision_tr_features"]
+
+#: the longest window an audio-video model reads (s): a longer clip is read over its last ``MAX_WINDOW`` seconds
+MAX_WINDOW = 30.0
 
 
 def frame_states(lm: LoadedModel, frames: np.ndarray, batch_size: int = 8, cache: bool = True) -> list[np.ndarray]:
@@ -248,14 +251,89 @@ def _av_parts(audio: np.ndarray, sr: int, frames: np.ndarray, frame_times: np.nd
     """The checked inputs of an audio-video feature call: the audio at 16 kHz, the frames, and the cache key's parts."""
     from .models import check_audio, check_images
 
-    times = check_times(times)
+    times = check_times(times, minimum=1)  # a window per time, on its own: one clip is one window
     raw = np.asarray(audio)
     audio = check_audio(raw, sr)
     frames = check_images(frames)
     frame_times = np.asarray(frame_times, dtype=float)
     if frame_times.shape != (len(frames),) or np.any(np.diff(frame_times) <= 0):
         raise ValueError(f"frame_times must be increasing with shape ({len(frames)},), got shape {frame_times.shape}")
-    if not (np.isfinite(window) and 0 < window <= 30):
-        raise ValueError(f"window={window!r} must be a number of seconds in (0, 30]")
+    if not (np.isfinite(window) and 0 < window <= MAX_WINDOW):
+        raise ValueError(f"window={window!r} must be a number of seconds in (0, {MAX_WINDOW:g}]")
     parts = {"audio": raw, "sr": int(sr), "frames": frames, "frame_times": frame_times, "times": times, "window": float(window)}
     return audio, frames, parts
+
+
+def clip_features(
+    lms: Sequence[LoadedModel],
+    paths: Sequence[str],
+    starts: Sequence[float] | None = None,
+    ends: Sequence[float] | None = None,
+    layers: Sequence[int] | None = None,
+    frame_rate: float = 5.0,
+    frame_size: int = 128,
+    cache: bool = True,
+) -> list[list[np.ndarray]]:
+    """Audio-video model features of clips of movie files, one window per clip (e.g. a MUStARD utterance).
+
+    Clip ``i`` is ``[starts[i], ends[i])`` seconds of the file ``paths[i]``
+    (default: the whole file). Its sound and its frames (``frame_rate``
+    frames/s, short side ``frame_size`` pixels: :func:`stimuli.formats.read_movie_frames`)
+    are cut out, so nothing before or after the clip is seen, and read as one
+    window that ends at the clip's end and spans the whole clip (its last
+    :data:`MAX_WINDOW` seconds if it is longer), by :func:`av_tr_features_shared`:
+    each model's states averaged over the window's tokens. Each file is decoded once.
+
+    Parameters
+    ----------
+    lms : sequence of LoadedModel
+        Fusion models that share their encoders (see :func:`av_tr_features_shared`).
+    paths : sequence of str
+        Movie files (any container FFmpeg reads: .mp4, .mkv).
+    starts, ends : sequence of float, optional
+        Each clip's start and end in its file (s); NaN or None: the file's start or end.
+    layers : sequence of int, optional
+        Hidden states to keep (default: all).
+    frame_rate, frame_size : float, int
+        The frames kept per second, and their short side in pixels.
+    cache : bool
+        Cache each clip's features (:func:`av_tr_features_shared`).
+
+    Returns
+    -------
+    list, one per model, of lists of ndarrays of float32 (one per selected layer), each of shape (n_clips, dim)
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        A file is missing or unreadable (naming it), or a clip is empty or lies outside its file.
+    """
+    from .stimuli.formats import read_movie_audio, read_movie_frames
+
+    paths = [str(p) for p in paths]
+    n = len(paths)
+    starts = np.zeros(n) if starts is None else np.asarray([np.nan if v is None else v for v in starts], dtype=float)
+    ends = np.full(n, np.nan) if ends is None else np.asarray([np.nan if v is None else v for v in ends], dtype=float)
+    if not n or starts.shape != (n,) or ends.shape != (n,):
+        raise ValueError(f"give one start and one end per clip ({n} paths, {starts.size} starts, {ends.size} ends)")
+    order = sorted(range(n), key=lambda i: paths[i])
+    rows: dict[int, list[list[np.ndarray]]] = {}
+    loaded: tuple[str, tuple] | None = None
+    for i in order:
+        if loaded is None or loaded[0] != paths[i]:
+            audio, sr = read_movie_audio(paths[i])
+            frames, times = read_movie_frames(paths[i], frame_rate, frame_size)
+            loaded = (paths[i], (audio, sr, frames, times))
+        audio, sr, frames, times = loaded[1]
+        length = len(audio) / sr
+        start = 0.0 if np.isnan(starts[i]) else float(starts[i])
+        end = length if np.isnan(ends[i]) else float(ends[i])
+        keep = (times >= start) & (times < end)
+        if not (0 <= start < end <= length + 1.0 / frame_rate) or not keep.any():
+            raise ValueError(f"clip {i} ({start:g}-{end:g} s) is empty or outside {paths[i]} ({length:.2f} s of sound, "
+                             f"{len(times)} frames)")
+        sound = audio[int(round(start * sr)) : int(round(end * sr))]
+        window = min(end - start, MAX_WINDOW)
+        rows[i] = av_tr_features_shared(lms, sound, sr, frames[keep], times[keep] - start, np.array([end - start]),
+                                        window=window, layers=layers, cache=cache)
+    return [[np.concatenate([rows[i][m][k] for i in range(n)]) for k in range(len(rows[0][m]))] for m in range(len(rows[0]))]

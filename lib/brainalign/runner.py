@@ -87,7 +87,9 @@ def _miniature_setup(params: dict, known: dict) -> dict[str, str]:
     if simulated or not named:
         raise ValueError(f"a miniature run stands in for real datasets, but this set names {simulated or 'none'}; "
                          f"use it with a set of real datasets (the `paper` sets: {sorted(miniature.MINIATURES)})")
-    miniature.prepare(list(named.values()))
+    # Study 3's `paper` set also reads the study's downstream datasets (MUStARD, CMU-MOSEI) from the data home
+    tasks = ["mustard", "cmu_mosei"] if params.get("downstream") == "study" else []
+    miniature.prepare([*named.values(), *tasks])
     # the audio-video model's self-supervised fusion weights depend on its packaged encoders alone, not on any data:
     # the miniature's cache shares them with the data home's (minutes of training, not repeated for a dry run)
     from .tuning import PRETRAINING_STEP

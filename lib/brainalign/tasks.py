@@ -75,6 +75,10 @@ CMU-MOSEI (Zadeh et al., ACL 2018; CMU Multimodal SDK, ``CMU-MultiComp-Lab/CMU-M
   without executing the file, from a copy of that file in the dataset folder, or from an installed
   ``mmsdk`` package.
 * [U] about 23.5k labelled segments from about 3.2k videos.
+* [V, third-party preprocessing code of the raw release, several repositories] the raw archive
+  (``CMU_MOSEI.zip``) holds each video's full recording as ``Raw/Videos/Full/Combined/<video>.mp4``
+  (some copies drop the ``Raw/`` level); the labels' intervals are seconds of that recording. [U] a
+  few labelled videos lack their recording in the archive.
 """
 
 from __future__ import annotations
@@ -102,6 +106,7 @@ __all__ = [
     "MOSEI_FOLDER",
     "MUSTARD_KEYS",
     "MOSEI_LABELS",
+    "MOSEI_VIDEO_DIRS",
     "SYNTHETIC_MARKER",
     "mustard_root",
     "mosei_root",
@@ -143,6 +148,9 @@ MOSEI_FOLDS = "cmu_mosei_std_folds.py"
 MOSEI_FOLD_NAMES = {"standard_train_fold": "train", "standard_valid_fold": "valid", "standard_test_fold": "test"}
 MOSEI_SDK = "https://github.com/CMU-MultiComp-Lab/CMU-MultimodalSDK"
 MOSEI_LABELS_URL = "http://immortal.multicomp.cs.cmu.edu/CMU-MOSEI/labels/CMU_MOSEI_Labels.csd"
+MOSEI_RAW_URL = "http://immortal.multicomp.cs.cmu.edu/raw_datasets/CMU_MOSEI.zip"
+#: folders (relative to the CMU-MOSEI root) searched for each video's full recording, ``<video>.mp4``, in order
+MOSEI_VIDEO_DIRS = ("Raw/Videos/Full/Combined", "Videos/Full/Combined")
 _TOL = 1e-6
 
 
@@ -223,7 +231,8 @@ def _mosei_hint(root: Path) -> str:
         f"`from mmsdk import mmdatasdk; mmdatasdk.mmdataset(mmdatasdk.cmu_mosei.labels, '{root}')` downloads "
         f"{MOSEI_CSD} ({MOSEI_LABELS_URL}); copy the SDK's "
         f"mmsdk/mmdatasdk/dataset/standard_datasets/CMU_MOSEI/{MOSEI_FOLDS} into {root} too (or install the SDK) "
-        "for the standard train/valid/test folds. "
+        f"for the standard train/valid/test folds, and unpack the raw videos ({MOSEI_RAW_URL}) there, so that "
+        f"{root / MOSEI_VIDEO_DIRS[0]}/<video>.mp4 exist. "
         "A synthetic stand-in for tests: brainalign.tasks.write_mosei_fixture(root)."
     )
 
@@ -529,15 +538,17 @@ def load_mosei(root: str | Path | None = None) -> pd.DataFrame:
 
     Returns
     -------
-    table : DataFrame of shape (n_segments, 15)
+    table : DataFrame of shape (n_segments, 16)
         Columns ``video`` (str), ``segment`` (its index within the video, in file order),
         ``segment_id`` (``"<video>[<segment>]"``), ``start``, ``end`` (seconds), ``sentiment`` (float in
         [-3, 3]), the six emotions ``happy`` ... ``fear`` (floats in [0, 3]; NaN when the file has only
         the sentiment column), ``binary`` (1 if sentiment >= 0, else 0), ``nonzero`` (sentiment != 0, for
         the negative-vs-positive metric that drops zeros), ``sentiment_7`` (``mosei_seven_class``,
         "round"), and ``split`` ("train", "valid", "test", or None for a video in no standard fold, or
-        when the folds file is absent). ``table.attrs`` holds ``dataset``, ``root``, ``synthetic``,
-        ``folds`` (the folds file read, or None) and ``description`` (the file's metadata, if any).
+        when the folds file is absent), ``video_path`` (the video's full recording, ``<video>.mp4`` in a
+        folder of :data:`MOSEI_VIDEO_DIRS`, or None where it is absent). ``table.attrs`` holds ``dataset``,
+        ``root``, ``synthetic``, ``folds`` (the folds file read, or None), ``description`` (the file's
+        metadata, if any) and ``n_videos`` (the recordings found).
 
     Raises
     ------
@@ -606,8 +617,11 @@ def load_mosei(root: str | Path | None = None) -> pd.DataFrame:
     folds_path = _mosei_folds_file(root)
     fold_of = _read_mosei_folds(folds_path) if folds_path is not None else {}
     table["split"] = pd.Series([fold_of.get(v) for v in table["video"]], dtype=object)
+    recording = {v: _video(root, MOSEI_VIDEO_DIRS, f"{v}.mp4") for v in table["video"].unique()}
+    table["video_path"] = pd.Series([recording[v] for v in table["video"]], dtype=object)
     table.attrs.update(dataset="CMU-MOSEI", root=str(root), synthetic=_synthetic(root),
-                       folds=str(folds_path) if folds_path is not None else None, description=description)
+                       folds=str(folds_path) if folds_path is not None else None, description=description,
+                       n_videos=sum(v is not None for v in recording.values()))
     return table
 
 

@@ -51,7 +51,9 @@ self-supervised, on audio-visual correspondence over generated movie clips
 objective on given episodes. Study 3's downstream probes, offline, are two
 tasks on movie clips made for them alone (:func:`downstream_clips`): whether
 the face on screen is the speaker's (what the STS was planted with) and which
-scene is shown (what it was not), scored by :func:`probe_downstream`.
+scene is shown (what it was not), scored by :func:`probe_downstream`; the study's own tasks (MUStARD
+sarcasm, CMU-MOSEI sentiment: :data:`STUDY_TASKS`) are read as windows with their released splits by
+:func:`study_windows`.
 
 Modules: ``data`` (windows, responses, phone labels), ``net`` (the adapted model and its
 head), ``trainer`` (:class:`BrainTuner`), ``selfsup`` (self-supervised pretraining of the
@@ -63,6 +65,7 @@ from .data import PHONE_CLASSES, TuningData, frame_phone_classes, phone_class, t
 from .downstream import (
     DOWNSTREAM_FACE_P,
     PROBE_ALPHAS,
+    STUDY_TASKS,
     TASKS,
     downstream_clips,
     downstream_folds,
@@ -70,6 +73,7 @@ from .downstream import (
     downstream_predictions,
     label_windows,
     probe_downstream,
+    study_windows,
 )
 from .net import LORA_TARGETS, AVTuningNet, TuningNet, av_lora_config, hidden_state_at, last_state_from, lora_config
 from .selfsup import (
@@ -92,6 +96,6 @@ __all__ = [
     "PRETRAINING_FACE_P", "PRETRAINING_STEP", "ClipTokens", "clip_tokens", "continue_selfsup", "pretrain_fusion", "pretraining_clips",
     "pretraining_lines",
     # Study 3's downstream tasks, offline
-    "DOWNSTREAM_FACE_P", "PROBE_ALPHAS", "TASKS", "downstream_clips", "downstream_folds", "downstream_lines",
-    "downstream_predictions", "label_windows", "probe_downstream",
+    "DOWNSTREAM_FACE_P", "PROBE_ALPHAS", "STUDY_TASKS", "TASKS", "downstream_clips", "downstream_folds", "downstream_lines",
+    "downstream_predictions", "label_windows", "probe_downstream", "study_windows",
 ]

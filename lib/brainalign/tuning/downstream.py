@@ -72,11 +72,22 @@ couples to the test windows. On 60 draws of noise features (360 windows of
 the time, and the scores varied 1.1-1.4 times as much as the bootstrap
 says; read an interval that barely excludes chance with that in mind.
 Everything is deterministic given ``seed``.
+
+**The study's own tasks** (:data:`STUDY_TASKS`, the `paper` set): MUStARD
+sarcasm and CMU-MOSEI sentiment, read by :mod:`brainalign.tasks`, become
+windows with :func:`study_windows` (one per utterance or labelled segment,
+read whole by :func:`brainalign.movie_features.clip_features`) and are probed
+the same way, on the datasets' released splits (``folds`` of
+:func:`probe_downstream`) instead of clip-grouped folds.
+
+The module is longer than most: the offline tasks, the study's tasks and the
+probe that scores both belong together, since the claims compare them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -86,20 +97,25 @@ from ..probing import GramRidgeClassifier
 from ..stimuli import Movie, make_movie
 from .selfsup import pretraining_lines
 
-__all__ = ["DOWNSTREAM_FACE_P", "PROBE_ALPHAS", "TASKS", "downstream_clips", "downstream_folds", "downstream_lines",
-           "downstream_predictions", "label_windows", "probe_downstream"]
+__all__ = ["DOWNSTREAM_FACE_P", "PROBE_ALPHAS", "STUDY_TASKS", "TASKS", "downstream_clips", "downstream_folds",
+           "downstream_lines", "downstream_predictions", "label_windows", "probe_downstream", "study_windows"]
 
 #: the downstream tasks: name -> what a window's label says
 TASKS = {
     "related": "1 if the face on screen is the speaking person's face, 0 if it is the other speaker's",
     "unrelated": "the scene image on screen (no face)",
 }
+#: the study's own downstream tasks (the `paper` set; real data only), read by :func:`study_windows`
+STUDY_TASKS = {
+    "sarcasm": "MUStARD: 1 if the utterance is sarcastic, 0 if not",
+    "sentiment": "CMU-MOSEI: 1 if the segment's sentiment is non-negative, 0 if negative",
+}
 #: probabilities that a downstream clip's shot shows the face of the speaker talking at its middle, and the other face
 DOWNSTREAM_FACE_P = (0.35, 0.35)
 #: ridge penalties the probe chooses from (on standardised features)
 PROBE_ALPHAS = tuple(10.0 ** np.arange(-1, 6))
 #: the columns over whose combinations the training windows of a task are balanced in each fold (see the probe)
-_STRATA = {"related": ("speaker", "on_screen"), "unrelated": ()}
+_STRATA = {"related": ("speaker", "on_screen"), "unrelated": (), "sarcasm": (), "sentiment": ()}
 _WINDOW_COLUMNS = ("clip", "group", "start", "end", "task", "label", "speaker", "on_screen", "image")
 
 
@@ -263,13 +279,79 @@ def downstream_clips(
     return clips, _balance_related(label_windows(clips, window, stride, steady), seed)
 
 
+def study_windows(mustard: pd.DataFrame | None = None, mosei: pd.DataFrame | None = None) -> dict[str, tuple]:
+    """The study's downstream items as windows of :data:`STUDY_TASKS`, with the datasets' own evaluation splits.
+
+    A MUStARD utterance (task ``"sarcasm"``) is its whole utterance clip; a
+    CMU-MOSEI segment (task ``"sentiment"``, binary: non-negative or negative,
+    the convention of papers before 2019) is its interval of the video's full
+    recording. Each is one group of its own, but MOSEI's segments of one video
+    share a group (a speaker, a recording).
+
+    Parameters
+    ----------
+    mustard : DataFrame, optional
+        :func:`brainalign.tasks.load_mustard`'s table; every utterance's clip must be on disk (the release's
+        splits hold every utterance).
+    mosei : DataFrame, optional
+        :func:`brainalign.tasks.load_mosei`'s table; segments whose video has no recording on disk, or is in no
+        standard fold, are left out (``windows.attrs["left_out"]`` counts them).
+
+    Returns
+    -------
+    dict: task -> (windows, splits)
+        ``windows``: one row per item, columns ``path, start, end`` (NaN: the clip's own end), ``task``, ``label``
+        (int), ``group``; ``splits``: setting name -> list of (train, test) positions among the windows, for
+        :func:`probe_downstream`'s ``folds``: MUStARD's released 5 folds (``"5-fold"``) and its
+        speaker-independent split (train on three shows, test on Friends), CMU-MOSEI's standard folds (train and
+        valid against test).
+    """
+    from .. import tasks
+
+    out: dict[str, tuple] = {}
+    if mustard is not None:
+        missing = mustard.loc[mustard["utterance_video"].isna(), "id"].tolist()
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} of the {len(mustard)} MUStARD utterance clips are not on disk (e.g. {missing[:3]}): the "
+                f"released splits hold every utterance; unpack the clips ({tasks.MUSTARD_VIDEOS}) so that "
+                f"{Path(mustard.attrs.get('root', '.')) / tasks.MUSTARD_VIDEO_DIRS[0][0]}/<id>.mp4 exist")
+        windows = pd.DataFrame({"path": mustard["utterance_video"].astype(str), "start": 0.0, "end": np.nan,
+                                "task": "sarcasm", "label": mustard["sarcasm"].astype(int), "group": mustard["id"].astype(str)})
+        windows.attrs.update(dataset="MUStARD", synthetic=tasks.is_synthetic(mustard), left_out=0)
+        splits = {"5-fold": [tuple(split) for split in tasks.mustard_folds(mustard)],
+                  "speaker-independent": [tuple(tasks.mustard_speaker_independent(mustard))]}
+        out["sarcasm"] = (windows, splits)
+    if mosei is not None:
+        usable = mosei["video_path"].notna() & mosei["split"].notna()
+        if not usable.any():
+            raise FileNotFoundError(
+                f"no CMU-MOSEI segment has both its video's recording on disk ({mosei.attrs.get('n_videos', 0)} recordings "
+                f"found) and a standard fold (folds file: {mosei.attrs.get('folds')}); put <video>.mp4 into "
+                f"{Path(mosei.attrs.get('root', '.')) / tasks.MOSEI_VIDEO_DIRS[0]} and {tasks.MOSEI_FOLDS} beside the labels")
+        rows = mosei[usable].reset_index(drop=True)
+        windows = pd.DataFrame({"path": rows["video_path"].astype(str), "start": rows["start"], "end": rows["end"],
+                                "task": "sentiment", "label": rows["binary"].astype(int), "group": rows["video"].astype(str)})
+        windows.attrs.update(dataset="CMU-MOSEI", synthetic=tasks.is_synthetic(mosei), left_out=int((~usable).sum()))
+        test = (rows["split"] == "test").to_numpy()
+        if test.all() or not test.any():
+            raise FileNotFoundError(f"the CMU-MOSEI recordings on disk ({mosei.attrs.get('n_videos', 0)}) cover "
+                                    f"{'only' if test.all() else 'none of'} the standard test fold's videos; the probe needs "
+                                    f"both sides: put the missing <video>.mp4 into "
+                                    f"{Path(mosei.attrs.get('root', '.')) / tasks.MOSEI_VIDEO_DIRS[0]}")
+        out["sentiment"] = (windows, {"standard folds": [(np.flatnonzero(~test), np.flatnonzero(test))]})
+    if not out:
+        raise ValueError("give the MUStARD table, the CMU-MOSEI table, or both")
+    return out
+
+
 def _task_rows(windows: pd.DataFrame, task: str) -> pd.DataFrame:
     """The windows of ``task``, checked: a task of :data:`TASKS` with windows of at least two classes."""
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; valid tasks: {list(TASKS)}")
+    if task not in _STRATA:
+        raise ValueError(f"unknown task {task!r}; valid tasks: {[*TASKS, *STUDY_TASKS]}")
     missing = [c for c in ("task", "label", "group", *_STRATA[task]) if c not in windows.columns]
     if missing:
-        raise ValueError(f"windows lack the columns {missing}; label_windows and downstream_clips give them")
+        raise ValueError(f"windows lack the columns {missing}; label_windows, downstream_clips and study_windows give them")
     rows = windows[windows["task"] == task].reset_index(drop=True)
     n_classes = rows["label"].nunique()
     if n_classes < 2:
@@ -365,6 +447,26 @@ def _check_features(features: Mapping[str, np.ndarray], n_windows: int, task: st
     return out
 
 
+def _check_folds(folds: Sequence, n_rows: int, task: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Given (train, test) position pairs among a task's windows: in range, each pair disjoint, the test sets too."""
+    out, tested = [], np.zeros(n_rows, dtype=int)
+    for k, pair in enumerate(folds):
+        train, test = (np.asarray(part, dtype=np.int64).ravel() for part in pair)
+        if len(train) == 0 or len(test) == 0:
+            raise ValueError(f"fold {k} of task {task!r} has {len(train)} training and {len(test)} test windows; both need some")
+        if min(train.min(), test.min()) < 0 or max(train.max(), test.max()) >= n_rows:
+            raise ValueError(f"fold {k} of task {task!r} indexes windows outside 0..{n_rows - 1}")
+        if np.intersect1d(train, test).size:
+            raise ValueError(f"fold {k} of task {task!r} has windows on both sides")
+        np.add.at(tested, test, 1)
+        out.append((train, test))
+    if not out:
+        raise ValueError(f"folds of task {task!r} is empty; give one (train, test) pair or more")
+    if tested.max() > 1:
+        raise ValueError(f"the test sets of the folds of task {task!r} overlap: a window is tested {tested.max()} times")
+    return out
+
+
 def downstream_predictions(
     features: Mapping[str, np.ndarray],
     windows: pd.DataFrame,
@@ -372,6 +474,7 @@ def downstream_predictions(
     n_folds: int = 5,
     seed: int = 0,
     alphas: Sequence[float] = PROBE_ALPHAS,
+    folds: Sequence | None = None,
 ) -> pd.DataFrame:
     """Held-out predictions of a linear probe of each model's frozen features, on the same folds for every model.
 
@@ -395,23 +498,28 @@ def downstream_predictions(
         With columns ``task, label, group`` and, for the related task,
         ``speaker, on_screen`` (:func:`downstream_clips`).
     task : str
-        A key of :data:`TASKS`.
+        A key of :data:`TASKS` or :data:`STUDY_TASKS`.
     n_folds : int
-        Outer folds, from 2 to the number of groups; every training side must hold at least two groups.
+        Outer folds, from 2 to the number of groups; every training side must hold at least two groups. With
+        ``folds``, the most inner folds that choose the penalty.
     seed : int
         Seed of the outer and inner folds.
     alphas : sequence of float
         Candidate penalties (positive).
+    folds : sequence of (train, test), optional
+        The outer folds themselves, as positions among the task's windows (in the table's order), e.g. a
+        dataset's released splits (:func:`brainalign.tasks.mustard_folds`); the test sets must not overlap, and
+        windows that no test set holds are left out of the predictions. None: :func:`downstream_folds`.
 
     Returns
     -------
-    DataFrame, one row per window of the task
+    DataFrame, one row per tested window of the task
         ``group``, ``label``, ``fold`` (the fold that tests it) and one column of
         predicted labels per model; ``attrs["alphas"]`` holds, per model, the
         penalty chosen in each fold.
     """
     rows = _task_rows(windows, task)
-    folds = downstream_folds(rows, task, n_folds, seed)
+    folds = downstream_folds(rows, task, n_folds, seed) if folds is None else _check_folds(folds, len(rows), task)
     features = _check_features(features, len(rows), task)
     alphas = [float(a) for a in alphas]
     if not alphas or min(alphas) <= 0:
@@ -439,6 +547,8 @@ def downstream_predictions(
             out.loc[test, "fold"] = f
             chosen[name].append(alpha)
         out[name] = predicted
+    tested = np.sort(np.concatenate([test for _, test in folds]))
+    out = out.iloc[tested].reset_index(drop=True)
     out.attrs["alphas"] = chosen
     return out
 
@@ -453,6 +563,7 @@ def probe_downstream(
     reference: str | None = None,
     ci: float = 0.95,
     alphas: Sequence[float] = PROBE_ALPHAS,
+    folds: Sequence | None = None,
 ) -> pd.DataFrame:
     """Balanced accuracy of a linear probe of each model's frozen features, and its paired difference to a reference.
 
@@ -470,7 +581,7 @@ def probe_downstream(
 
     Parameters
     ----------
-    features, windows, task, n_folds, alphas
+    features, windows, task, n_folds, alphas, folds
         As in :func:`downstream_predictions`.
     seed : int
         Seed of the folds, the bootstrap draws and the permutations.
@@ -497,7 +608,7 @@ def probe_downstream(
     n_boot = _check_int("n_boot", n_boot, 1)
     if not 0 < ci < 1:
         raise ValueError(f"ci={ci!r} must be in (0, 1)")
-    predictions = downstream_predictions(features, windows, task, n_folds, seed, alphas)
+    predictions = downstream_predictions(features, windows, task, n_folds, seed, alphas, folds)
     y = predictions["label"].to_numpy()
     groups, clip = np.unique(predictions["group"].to_numpy(), return_inverse=True)
     classes, label = np.unique(y, return_inverse=True)

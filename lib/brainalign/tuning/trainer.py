@@ -444,6 +444,53 @@ class BrainTuner:
         return models.LoadedModel(spec=lm.spec, tokenizer=lm.tokenizer, model=merged, source=lm.source,
                                   revision=f"{self.base_revision_}+braintuned-{self.key_[:16]}")
 
+    def ridge_reference(self, features: Mapping[str, np.ndarray], responses: Mapping[str, Mapping[str, np.ndarray]],
+                        penalties: Sequence[float] = (1e1, 1e2, 1e3, 1e4)) -> dict[float, float]:
+        """What a linear readout of frozen features reaches on this run's validation runs, in the tuner's unit.
+
+        One ridge map (:class:`brainalign.encoding.RidgeEncoder`, no delays, one
+        penalty for every voxel) from ``features`` to the mean over the tuning
+        participants of their responses, z-scored as the tuner z-scores them
+        (the least-squares fit of one head shared by the participants, as
+        tuning's), fitted on the training runs. Its validation loss is the
+        participants' mean squared error on their z-scored validation responses,
+        relative to that of each voxel's training mean (zero): the unit of
+        ``epochs_.val_loss / mean_val_loss_``. Choosing the penalty on the
+        validation runs themselves, as a reader of the returned dict does,
+        makes the reference optimistic.
+
+        Parameters
+        ----------
+        features : dict
+            Run -> array of shape (n_samples, dim): e.g. the pretrained model's state that the head reads, per
+            volume, for every training and validation run.
+        responses : dict
+            Participant -> run -> array of shape (n_samples, n_voxels): the tuning targets, row for row with
+            ``features``.
+        penalties : sequence of float
+            Ridge penalties (on standardised features).
+
+        Returns
+        -------
+        dict: penalty -> relative validation loss
+        """
+        from ..encoding import RidgeEncoder
+
+        self._check_fitted()
+        z = {s: {r: (np.asarray(responses[s][r], dtype=np.float64) - self.y_mean_[s]) / self.y_scale_[s]
+                 for r in (*self.train_runs_, *self.val_runs_)} for s in self.subjects_}
+        X = np.concatenate([features[r] for r in self.train_runs_])
+        runs = np.concatenate([np.full(len(features[r]), i) for i, r in enumerate(self.train_runs_)])
+        target = np.mean([np.concatenate([z[s][r] for r in self.train_runs_]) for s in self.subjects_], axis=0)
+        Xv = np.concatenate([features[r] for r in self.val_runs_])
+        Yv = [np.concatenate([z[s][r] for r in self.val_runs_]) for s in self.subjects_]
+        out = {}
+        for penalty in penalties:
+            ridge = RidgeEncoder(delays=(0,), fixed_alphas=np.full(target.shape[1], float(penalty)), dtype="float64")
+            predicted = ridge.fit(X, target, runs).predict(Xv)
+            out[float(penalty)] = float(np.mean([((predicted - y) ** 2).mean() for y in Yv]) / np.mean([(y**2).mean() for y in Yv]))
+        return out
+
     @property
     def checkpoint_dir(self) -> Path:
         """Where this run's checkpoints live."""
