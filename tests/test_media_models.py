@@ -807,25 +807,6 @@ def test_av_tr_features_shared_equals_one_call_per_model(fusion, whisper, effnet
         movie_features.av_tr_features_shared([], audio, SR, frames, frame_times, trs)
 
 
-def _write_lossless(path, frames, fps, audio, sr):
-    """A Matroska file with lossless video (FFV1) and sound (PCM), so that decoding gives back exactly what was written."""
-    import av
-
-    with av.open(str(path), "w", format="matroska") as out:
-        video = out.add_stream("ffv1", rate=fps)
-        video.height, video.width, video.pix_fmt = frames.shape[1], frames.shape[2], "bgr0"
-        sound = out.add_stream("pcm_f32le", rate=sr, layout="mono")
-        for i, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-            frame.pts = i
-            out.mux(video.encode(frame))
-        out.mux(video.encode())
-        frame = av.AudioFrame.from_ndarray(np.asarray(audio[None], np.float32), format="flt", layout="mono")
-        frame.sample_rate, frame.pts = sr, 0
-        out.mux(sound.encode(frame))
-        out.mux(sound.encode())
-
-
 def test_clip_features_see_their_clip_alone_in_the_order_given(fusion, clip, tmp_path):
     """Each clip is read as one window over itself: a change after a clip's end leaves its features as they are and moves
     the clip it falls in; the features come back in the order of the clips given, whatever the order of the files."""
@@ -833,8 +814,8 @@ def test_clip_features_see_their_clip_alone_in_the_order_given(fusion, clip, tmp
     cut = frames.copy()
     cut[frame_times >= 4.2] = 255 - cut[frame_times >= 4.2]
     plain, moved = tmp_path / "plain.mkv", tmp_path / "moved.mkv"
-    _write_lossless(plain, frames, 5, audio, SR)
-    _write_lossless(moved, cut, 5, audio, SR)
+    stimuli.write_movie(plain, frames, 5, audio, SR, lossless=True)  # decoded exactly as written
+    stimuli.write_movie(moved, cut, 5, audio, SR, lossless=True)
     kwargs = {"layers": [21, 24], "frame_rate": 5.0, "frame_size": 48, "cache": False}
     got = movie_features.clip_features([fusion], [plain, moved, plain, moved], [0.0, 0.0, 3.0, 3.0], [4.0, 4.0, 7.0, 7.0],
                                        **kwargs)[0]

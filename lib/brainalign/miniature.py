@@ -73,6 +73,7 @@ from .datasets.lebel2023 import FSAVERAGE_FOLDER, FSAVERAGE_ROIS
 from .linguistics import CONSTITUENCY_MODEL
 from .manifests import read_manifest
 from .spaces import ROI_GROUPS
+from .stimuli.formats import write_movie
 
 __all__ = ["MINIATURES", "VERSION", "miniature_home", "write_cmu_mosei", "write_lebel2023", "write_mustard", "write_narratives",
            "write_neuromod", "write_parser", "prepare"]
@@ -379,32 +380,6 @@ def _parcels(source, rng: np.random.Generator, per_parcel: int = 3) -> tuple[lis
     return names, np.concatenate(voxels)
 
 
-def _write_movie(path: Path, frames: np.ndarray, fps: float, audio: np.ndarray, sr: int) -> None:
-    """A movie as the releases' (.mkv: Matroska, .mp4: MPEG-4): H.264 video (MPEG-4 part 2 where PyAV lacks libx264) and
-    an AAC sound track."""
-    from fractions import Fraction
-
-    import av
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-    with av.open(str(path), "w", format={".mkv": "matroska", ".mp4": "mp4"}[path.suffix]) as out:
-        video = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001),
-                               options={"preset": "veryfast"} if codec == "libx264" else {})
-        video.height, video.width, video.pix_fmt = frames.shape[1], frames.shape[2], "yuv420p"
-        sound = out.add_stream("aac", rate=sr, layout="mono")
-        for i, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-            frame.pts = i
-            out.mux(video.encode(frame))
-        out.mux(video.encode())
-        for at in range(0, len(audio), 1024):
-            frame = av.AudioFrame.from_ndarray(np.asarray(audio[None, at : at + 1024], np.float32), format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = sr, at
-            out.mux(sound.encode(frame))
-        out.mux(sound.encode())
-
-
 def _write_transcript(path: Path, words: pd.DataFrame, n_trs: int, tr: float) -> None:
     """An Algonauts 2025 transcript: one row per TR, the words whose onset falls in it, as Python list literals."""
     rows = []
@@ -520,7 +495,7 @@ def write_neuromod(root: str | Path, source=None, seed: int = 0) -> Path:
             audio, sr = src.audio(episode)
             # the episode's frames shown at the cut's frame times, rendered from its shot list at a small size
             shown = np.floor(start * fps + np.arange(int(n * tr * fps)) + 1e-6) / fps
-            _write_movie(stimuli / "movies" / folder / movie, render_shots(src.shots(episode), shown, _NEUROMOD_FRAME), fps,
+            write_movie(stimuli / "movies" / folder / movie, render_shots(src.shots(episode), shown, _NEUROMOD_FRAME), fps,
                          audio[int(round(start * sr)) : int(round(end * sr))], sr)
     for k, subject in enumerate(_NEUROMOD_SUBJECTS):
         for task, runs in plan.items():
@@ -544,7 +519,7 @@ def _cut(src, episode: str, start: float, end: float, path: Path) -> None:
 
     audio, sr = src.audio(episode)
     shown = np.floor(start * src.fps + np.arange(int(round((end - start) * src.fps))) + 1e-6) / src.fps
-    _write_movie(path, render_shots(src.shots(episode), shown, _NEUROMOD_FRAME), src.fps,
+    write_movie(path, render_shots(src.shots(episode), shown, _NEUROMOD_FRAME), src.fps,
                  audio[int(round(start * sr)) : int(round(end * sr))], sr)
 
 

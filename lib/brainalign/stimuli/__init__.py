@@ -50,7 +50,17 @@ every public name can be imported from ``brainalign.stimuli`` itself.
     The synthetic movie: a spoken dialogue, shots of packaged images, rendering.
 """
 
-from .formats import GENTLE_WORD, NONWORDS, read_align_csv, read_textgrid, read_video, read_wav, write_textgrid, write_wav
+from .formats import (
+    GENTLE_WORD,
+    NONWORDS,
+    read_align_csv,
+    read_textgrid,
+    read_video,
+    read_wav,
+    write_movie,
+    write_textgrid,
+    write_wav,
+)
 from .movie import (
     DIALOGUE,
     EXPOSURE,
@@ -106,6 +116,7 @@ __all__ = [
     "read_textgrid",
     "read_video",
     "read_wav",
+    "write_movie",
     "write_wav",
     "render_shots",
     "sample_times",

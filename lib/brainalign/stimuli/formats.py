@@ -25,7 +25,7 @@ import pandas as pd
 from ..cache import atomic_write
 
 __all__ = ["GENTLE_WORD", "NONWORDS", "read_align_csv", "read_movie_audio", "read_movie_frames", "read_textgrid", "read_video",
-           "read_wav", "write_textgrid", "write_wav"]
+           "read_wav", "write_movie", "write_textgrid", "write_wav"]
 
 #: Labels of silences, breaths, laughs and noises in forced alignments (compare lowercased, stripped).
 NONWORDS: frozenset[str] = frozenset(
@@ -539,3 +539,54 @@ def read_movie_frames(path: str | os.PathLike, rate: float, size: int) -> tuple[
     for i in range(len(kept)):  # frame by frame, freeing the list as it goes: the peak stays one copy
         frames[i], kept[i] = kept[i], None
     return frames, np.asarray(times, dtype=float)
+
+
+def write_movie(path: str | os.PathLike, frames: np.ndarray, fps: float, audio: np.ndarray, sr: int,
+                lossless: bool = False) -> None:
+    """Write frames and a mono sound track as a movie file, as the releases' are (or losslessly).
+
+    ``.mkv`` is Matroska, ``.mp4`` MPEG-4. By default the video is H.264
+    (MPEG-4 part 2 where PyAV's FFmpeg lacks libx264) and the sound AAC, as in
+    CNeuroMod's and MUStARD's files; ``lossless=True`` (``.mkv`` only) writes
+    FFV1 video and 32-bit float PCM sound, which :func:`read_movie_frames` and
+    :func:`read_movie_audio` give back exactly.
+
+    Parameters
+    ----------
+    path : path
+        The file to write (``.mkv`` or ``.mp4``); its folder is made.
+    frames : uint8 array of shape (n_frames, height, width, 3)
+    fps : float
+        Frames per second.
+    audio : float array of shape (n_samples,)
+    sr : int
+        The sound's sample rate.
+    lossless : bool
+        FFV1 and PCM instead of H.264 and AAC.
+    """
+    from fractions import Fraction
+
+    import av
+
+    path = Path(path)
+    formats = {".mkv": "matroska", ".mp4": "mp4"}
+    if path.suffix not in formats or (lossless and path.suffix != ".mkv"):
+        raise ValueError(f"{path}: write a .mkv or a .mp4 file (a lossless one: .mkv)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    codec = "ffv1" if lossless else "libx264" if "libx264" in av.codecs_available else "mpeg4"
+    with av.open(str(path), "w", format=formats[path.suffix]) as out:
+        video = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001),
+                               options={"preset": "veryfast"} if codec == "libx264" else {})
+        video.height, video.width, video.pix_fmt = frames.shape[1], frames.shape[2], "bgr0" if lossless else "yuv420p"
+        sound = out.add_stream("pcm_f32le" if lossless else "aac", rate=sr, layout="mono")
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+        for at in range(0, len(audio), 1024):
+            frame = av.AudioFrame.from_ndarray(np.asarray(audio[None, at : at + 1024], np.float32),
+                                               format="flt" if lossless else "fltp", layout="mono")
+            frame.sample_rate, frame.pts = sr, at
+            out.mux(sound.encode(frame))
+        out.mux(sound.encode())
