@@ -277,7 +277,8 @@ def clip_features(
     """Audio-video model features of clips of movie files, one window per clip (e.g. a MUStARD utterance).
 
     Clip ``i`` is ``[starts[i], ends[i])`` seconds of the file ``paths[i]``
-    (default: the whole file). Its sound and its frames (``frame_rate``
+    (default: the whole file; a clip that runs past the file's sound ends with
+    it). Its sound and its frames (``frame_rate``
     frames/s, short side ``frame_size`` pixels: :func:`stimuli.formats.read_movie_frames`)
     are cut out, so nothing before or after the clip is seen, and read as one
     window that ends at the clip's end and spans the whole clip (its last
@@ -327,10 +328,11 @@ def clip_features(
         audio, sr, frames, times = loaded[1]
         length = len(audio) / sr
         start = 0.0 if np.isnan(starts[i]) else float(starts[i])
-        end = length if np.isnan(ends[i]) else float(ends[i])
+        asked = length if np.isnan(ends[i]) else float(ends[i])
+        end = min(asked, length)  # labels can run past a recording's end
         keep = (times >= start) & (times < end)
-        if not (0 <= start < end <= length + 1.0 / frame_rate) or not keep.any():
-            raise ValueError(f"clip {i} ({start:g}-{end:g} s) is empty or outside {paths[i]} ({length:.2f} s of sound, "
+        if not 0 <= start < end or not keep.any():
+            raise ValueError(f"clip {i} ({start:g}-{asked:g} s) is empty or outside {paths[i]} ({length:.2f} s of sound, "
                              f"{len(times)} frames)")
         sound = audio[int(round(start * sr)) : int(round(end * sr))]
         window = min(end - start, MAX_WINDOW)
