@@ -161,7 +161,7 @@ def test_the_same_seed_gives_the_same_table_and_clips():
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(task="sarcasm"), r"unknown task 'sarcasm'; valid tasks: \['related', 'unrelated'\]"),
+    (dict(task="irony"), r"unknown task 'irony'; valid tasks: \['related', 'unrelated', 'sarcasm', 'sentiment'\]"),
     (dict(n_folds=1), r"n_folds=1 must be an integer in \[2, 30\]"),
     (dict(n_folds=31), r"n_folds=31 must be an integer in \[2, 30\] \(the windows of task 'related' come from 30 groups\)"),
     (dict(rows=359), r"features\['a'\] has shape \(359, 10\); task 'related' has 360 windows, so it must be \(360, dim\)"),
