@@ -285,8 +285,9 @@ def study_windows(mustard: pd.DataFrame | None = None, mosei: pd.DataFrame | Non
     A MUStARD utterance (task ``"sarcasm"``) is its whole utterance clip; a
     CMU-MOSEI segment (task ``"sentiment"``, binary: non-negative or negative,
     the convention of papers before 2019) is its interval of the video's full
-    recording. Each is one group of its own, but MOSEI's segments of one video
-    share a group (a speaker, a recording).
+    recording. A MUStARD utterance is a group of its own (the unit the probe's
+    intervals resample); the segments of one CMU-MOSEI video share a group (one
+    speaker, one recording).
 
     Parameters
     ----------
@@ -346,7 +347,7 @@ def study_windows(mustard: pd.DataFrame | None = None, mosei: pd.DataFrame | Non
 
 
 def _task_rows(windows: pd.DataFrame, task: str) -> pd.DataFrame:
-    """The windows of ``task``, checked: a task of :data:`TASKS` with windows of at least two classes."""
+    """The windows of ``task``, checked: a task of :data:`TASKS` or :data:`STUDY_TASKS` with windows of two classes or more."""
     if task not in _STRATA:
         raise ValueError(f"unknown task {task!r}; valid tasks: {[*TASKS, *STUDY_TASKS]}")
     missing = [c for c in ("task", "label", "group", *_STRATA[task]) if c not in windows.columns]
