@@ -317,25 +317,23 @@ def clip_features(
     ends = np.full(n, np.nan) if ends is None else np.asarray([np.nan if v is None else v for v in ends], dtype=float)
     if not n or starts.shape != (n,) or ends.shape != (n,):
         raise ValueError(f"give one start and one end per clip ({n} paths, {starts.size} starts, {ends.size} ends)")
-    order = sorted(range(n), key=lambda i: paths[i])
+    by_file: dict[str, list[int]] = {}
+    for i, path in enumerate(paths):
+        by_file.setdefault(path, []).append(i)
     rows: dict[int, list[list[np.ndarray]]] = {}
-    loaded: tuple[str, tuple] | None = None
-    for i in order:
-        if loaded is None or loaded[0] != paths[i]:
-            audio, sr = read_movie_audio(paths[i])
-            frames, times = read_movie_frames(paths[i], frame_rate, frame_size)
-            loaded = (paths[i], (audio, sr, frames, times))
-        audio, sr, frames, times = loaded[1]
+    for path, clips in by_file.items():
+        audio, sr = read_movie_audio(path)
+        frames, times = read_movie_frames(path, frame_rate, frame_size)
         length = len(audio) / sr
-        start = 0.0 if np.isnan(starts[i]) else float(starts[i])
-        asked = length if np.isnan(ends[i]) else float(ends[i])
-        end = min(asked, length)  # labels can run past a recording's end
-        keep = (times >= start) & (times < end)
-        if not 0 <= start < end or not keep.any():
-            raise ValueError(f"clip {i} ({start:g}-{asked:g} s) is empty or outside {paths[i]} ({length:.2f} s of sound, "
-                             f"{len(times)} frames)")
-        sound = audio[int(round(start * sr)) : int(round(end * sr))]
-        window = min(end - start, MAX_WINDOW)
-        rows[i] = av_tr_features_shared(lms, sound, sr, frames[keep], times[keep] - start, np.array([end - start]),
-                                        window=window, layers=layers, cache=cache)
+        for i in clips:
+            start = 0.0 if np.isnan(starts[i]) else float(starts[i])
+            asked = length if np.isnan(ends[i]) else float(ends[i])
+            end = min(asked, length)  # labels can run past a recording's end
+            keep = (times >= start) & (times < end)
+            if not 0 <= start < end or not keep.any():
+                raise ValueError(f"clip {i} ({start:g}-{asked:g} s) is empty or outside {path} ({length:.2f} s of sound, "
+                                 f"{len(times)} frames)")
+            sound = audio[int(round(start * sr)) : int(round(end * sr))]
+            rows[i] = av_tr_features_shared(lms, sound, sr, frames[keep], times[keep] - start, np.array([end - start]),
+                                            window=min(end - start, MAX_WINDOW), layers=layers, cache=cache)
     return [[np.concatenate([rows[i][m][k] for i in range(n)]) for k in range(len(rows[0][m]))] for m in range(len(rows[0]))]
