@@ -109,5 +109,8 @@ def test_smollm2_conversion_matches_gguf(data_home, no_network):
     assert any((f / "model.safetensors").is_file() for f in folders)
 
 
-def test_gemma_conversion_matches_gguf(data_home, no_network, tmp_path):
+def test_gemma_conversion_matches_gguf(no_network, tmp_path, monkeypatch):
+    """Gemma, the simulated cohort's generator, from the data home where `make data` converted it (converting it again
+    in a fresh home would repeat, on a larger model, what the SmolLM2 test checks)."""
+    monkeypatch.delenv("BRAINALIGN_DATA", raising=False)  # the module's other tests share a fresh one
     _check_conversion("gemma-3-270m", convert._gemma_gguf(tmp_path))
