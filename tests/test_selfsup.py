@@ -175,6 +175,24 @@ def test_continue_selfsup_adapts_a_copy_and_leaves_the_input_model(lm):
     assert single.revision != adapted.revision
 
 
+def test_clip_tokens_share_the_movie_features_frame_states(lm, cache_home, monkeypatch):
+    """With ``cache=True`` the frames' states go through the movie features' cache: the same tokens, and the movie
+    features of the same frames, and the cached domain-adaptation control, read them back instead of running
+    EfficientNet again."""
+    clip = list(selfsup.pretraining_clips(n_clips=2, lines_per_clip=2, seed=7))[1]  # 14 s
+    ends = np.array([3.0, clip.duration])
+    fresh = selfsup.clip_tokens(lm, clip.audio, clip.sr, clip.frames, clip.frame_times, ends)
+    stored = selfsup.clip_tokens(lm, clip.audio, clip.sr, clip.frames, clip.frame_times, ends, cache=True)
+    np.testing.assert_array_equal(stored.video, fresh.video)
+    np.testing.assert_array_equal(stored.audio, fresh.audio)
+    monkeypatch.setattr(models.vision, "vision_hidden_states", lambda *a, **k: pytest.fail("EfficientNet ran again"))
+    again = models.frame_states(lm.model.vision_lm, clip.frames)
+    np.testing.assert_array_equal(again[-1], fresh.video)
+    # the domain-adaptation control, cached, reads them too
+    selfsup.continue_selfsup(lm, clip.audio, clip.sr, clip.frames, clip.frame_times, n_steps=1, batch_size=4, min_gap=3.0,
+                             progress=False)
+
+
 BAD = [
     ("pretrain", {"window": 0.0}, "window=0.0 must be a number in \\(0, 30\\]"),
     ("pretrain", {"window": -1}, "window=-1 must be a number in \\(0, 30\\]"),

@@ -4,7 +4,7 @@
 (:func:`models.vision_hidden_states`) to the volumes; :func:`av_tr_features`
 reads an audio-video model over one window of sound and frames per volume
 (:func:`av_tr_features_shared`: several such models that share their encoders, at once).
-Both share the frames' states (:func:`frame_states`) and are cached like the
+Both share the frames' states (:func:`models.frame_states`) and are cached like the
 word and speech features of :mod:`brainalign.features`, through its
 :func:`~brainalign.features.cached_layers`.
 """
@@ -15,37 +15,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .cache import Cache
-from .features import VERSION, cached_layers, check_times
-from .models import SPEECH_SR, LoadedModel
+from .features import cached_layers, check_times
+from .models import SPEECH_SR, LoadedModel, frame_states
 
-__all__ = ["av_tr_features", "av_tr_features_shared", "clip_features", "frame_states", "vision_tr_features"]
+__all__ = ["av_tr_features", "av_tr_features_shared", "clip_features", "vision_tr_features"]
 
 #: the longest window an audio-video model reads (s): a longer clip is read over its last ``MAX_WINDOW`` seconds
 MAX_WINDOW = 30.0
-
-
-def frame_states(lm: LoadedModel, frames: np.ndarray, batch_size: int = 8, cache: bool = True) -> list[np.ndarray]:
-    """:func:`models.vision_hidden_states` of a movie's frames, cached (shared by vision and audio-video features).
-
-    Returns
-    -------
-    list of ndarrays of float32, state ``k`` of shape (n_frames, lm.spec.hidden_dims()[k])
-    """
-    from .models import check_images, check_kind, vision_hidden_states
-
-    check_kind(lm, "vision")
-    frames = check_images(frames)
-
-    def compute() -> dict[str, np.ndarray]:
-        return {f"state_{k}": s for k, s in enumerate(vision_hidden_states(lm, frames, batch_size=batch_size))}
-
-    if not cache:
-        arrays = compute()
-    else:
-        parts = {"model": lm.spec.name, "revision": lm.revision, "dtype": str(next(lm.model.parameters()).dtype), "frames": frames}
-        arrays = Cache().memoize("frame_states", VERSION, parts, compute)
-    return [arrays[f"state_{k}"] for k in range(len(arrays))]
 
 
 def vision_tr_features(

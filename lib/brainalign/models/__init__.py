@@ -19,7 +19,7 @@ modules:
     The packaged weights' folders, and the GGUF and CTranslate2 converters.
 :mod:`~brainalign.models.speech`, :mod:`~brainalign.models.vision`, :mod:`~brainalign.models.audio_video`
     Input checks and layerwise hidden states of each kind
-    (:func:`speech_hidden_states`, :func:`vision_hidden_states`,
+    (:func:`speech_hidden_states`, :func:`vision_hidden_states` and its cached :func:`frame_states`,
     :func:`av_hidden_states`; the fusion model's window tokens,
     :func:`audio_window_tokens` and :func:`window_frames`). Language models' states are read by
     :mod:`brainalign.features`.
@@ -70,7 +70,7 @@ from .speech import (
     whisper_shared_blocks,
 )
 from .tiny import SPECIAL_TOKENS, TINY_DIM, TINY_FAMILIES, build_tokenizer, tiny_model
-from .vision import ImagePreprocessor, check_images, vision_hidden_states
+from .vision import ImagePreprocessor, check_images, frame_states, vision_hidden_states
 
 __all__ = [
     # registry
@@ -85,7 +85,7 @@ __all__ = [
     "SPEECH_SR", "check_audio", "is_whisper", "speech_context", "speech_forward", "speech_frames", "speech_hidden_states",
     "whisper_encoder_states", "whisper_mel", "whisper_shared_blocks",
     # vision
-    "ImagePreprocessor", "check_images", "vision_hidden_states",
+    "ImagePreprocessor", "check_images", "frame_states", "vision_hidden_states",
     # audio-video
     "FUSION_PARTS", "AVProcessor", "AudioVideoFusion", "audio_window_tokens", "av_hidden_states", "window_frames",
     # instruction-following multimodal LMs

@@ -159,3 +159,31 @@ def vision_hidden_states(lm: LoadedModel, images: np.ndarray, batch_size: int = 
             del states
             config.release_memory()  # each batch's freed activations: kept in the heap, they add up to 0.5 GB over 450 frames
     return [np.concatenate([p[k] for p in parts], axis=0) for k in range(len(parts[0]))]
+
+
+#: the cache version of :func:`frame_states`' entries (1: as when the movie features kept them, whose version it was)
+FRAME_STATES_VERSION = 1
+
+
+def frame_states(lm: LoadedModel, frames: np.ndarray, batch_size: int = 8, cache: bool = True) -> list[np.ndarray]:
+    """:func:`vision_hidden_states` of a movie's frames, cached: shared by the vision and audio-video features and by
+    the audio-video model's self-supervised training (:func:`brainalign.tuning.selfsup.clip_tokens`).
+
+    Returns
+    -------
+    list of ndarrays of float32, state ``k`` of shape (n_frames, lm.spec.hidden_dims()[k])
+    """
+    from ..cache import Cache
+
+    check_kind(lm, "vision")
+    frames = check_images(frames)
+
+    def compute() -> dict[str, np.ndarray]:
+        return {f"state_{k}": s for k, s in enumerate(vision_hidden_states(lm, frames, batch_size=batch_size))}
+
+    if not cache:
+        arrays = compute()
+    else:
+        parts = {"model": lm.spec.name, "revision": lm.revision, "dtype": str(next(lm.model.parameters()).dtype), "frames": frames}
+        arrays = Cache().memoize("frame_states", FRAME_STATES_VERSION, parts, compute)
+    return [arrays[f"state_{k}"] for k in range(len(arrays))]

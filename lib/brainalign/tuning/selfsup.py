@@ -93,7 +93,7 @@ from ..manifests import read_manifest
 from ..models.audio_video import FUSION_PARTS, AudioVideoFusion, audio_window_tokens, window_frames
 from ..models.registry import SELFSUP_VERSION, LoadedModel, check_kind, package_version
 from ..models.speech import SPEECH_SR, check_audio
-from ..models.vision import check_images, vision_hidden_states
+from ..models.vision import check_images, frame_states
 from ..stimuli import Movie, dialogue_episodes, make_movie, read_dialogue
 
 __all__ = [
@@ -219,7 +219,7 @@ class ClipTokens:
 
 
 def clip_tokens(lm: LoadedModel, audio: np.ndarray, sr: int, frames: np.ndarray, frame_times: np.ndarray,
-                ends: np.ndarray, window: float = 3.0, batch_size: int = 16) -> ClipTokens:
+                ends: np.ndarray, window: float = 3.0, batch_size: int = 16, cache: bool = False) -> ClipTokens:
     """The token streams the fusion layers read, for windows ``[end - window, end)`` of one clip.
 
     Parameters
@@ -239,6 +239,10 @@ def clip_tokens(lm: LoadedModel, audio: np.ndarray, sr: int, frames: np.ndarray,
         Window length (s), in (0, 30].
     batch_size : int
         Windows per Whisper forward pass.
+    cache : bool
+        Read the frames' EfficientNet states from the cache that the movie
+        features share (:func:`brainalign.models.frame_states`), or
+        compute them there on first use; the same numbers either way.
 
     Returns
     -------
@@ -257,7 +261,7 @@ def clip_tokens(lm: LoadedModel, audio: np.ndarray, sr: int, frames: np.ndarray,
     padded_times = np.zeros(padded.shape[:2], dtype=np.float32)
     for i, (t, s) in enumerate(zip(tokens, times)):
         padded[i, : len(t)], padded_times[i, : len(t)] = t, s
-    video = vision_hidden_states(fusion.vision_lm, frames, batch_size=_FRAMES_PER_PASS)[-1]
+    video = frame_states(fusion.vision_lm, frames, batch_size=_FRAMES_PER_PASS, cache=cache)[-1]
     return ClipTokens(ends=ends, audio=padded, audio_times=padded_times, n_audio=n_audio, video=video,
                       frame_times=frame_times, duration=len(audio) / SPEECH_SR)
 
@@ -600,7 +604,9 @@ def continue_selfsup(
     def compute() -> dict[str, np.ndarray]:
         start = time.perf_counter()
         model = fusion.fusion_copy()
-        clips = _tokens(lm, ((a, SPEECH_SR, f, t) for a, (f, t) in zip(episodes, checked)), p, "continued")
+        # the episodes' frame states through the movie features' cache: a notebook's features of the same episodes
+        # read them back (EfficientNet over every frame took most of the control's time)
+        clips = _tokens(lm, ((a, SPEECH_SR, f, t) for a, (f, t) in zip(episodes, checked)), p, "continued", cache)
         history = _train(model, clips, list(range(len(clips))), [], int(n_steps), 1, p, progress)
         meta = {"n_train_clips": len(clips), "n_train_windows": sum(len(c.ends) for c in clips),
                 "audio_seconds": sum(c.duration for c in clips), "train_seconds": time.perf_counter() - start}
@@ -618,13 +624,13 @@ def continue_selfsup(
 
 
 def _tokens(lm: LoadedModel, episodes: Iterable[tuple[np.ndarray, int, np.ndarray, np.ndarray]], p: dict,
-            what: str) -> list[ClipTokens]:
+            what: str, cache_frames: bool = False) -> list[ClipTokens]:
     """The tokens of each (audio, sr, frames, frame_times), for windows ending at random times (seeded by ``what``, k)."""
     out = []
     for k, (audio, sr, frames, frame_times) in enumerate(episodes):
         rng = config.rng(p["seed"], "av-pretraining", what, k)
         ends = _window_ends(len(audio) / sr, p["window"], p["stride"], rng)
-        out.append(clip_tokens(lm, audio, sr, frames, frame_times, ends, p["window"]))
+        out.append(clip_tokens(lm, audio, sr, frames, frame_times, ends, p["window"], cache=cache_frames))
         release_memory()  # the encoders' freed activations, else the process grows by about 40 MB a clip
     return out
 
