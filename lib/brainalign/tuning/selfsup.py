@@ -552,7 +552,9 @@ def continue_selfsup(
     correspondence (see the module) over windows of the given episodes, for
     ``n_steps`` optimiser steps, from ``lm``'s fusion weights with a new head;
     the encoders stay frozen (and are shared with ``lm``). ``lm`` is left as
-    it is. Cached like :func:`pretrain_fusion`, keyed by the episodes too.
+    it is. Cached like :func:`pretrain_fusion`, keyed by the episodes too;
+    with ``cache``, the episodes' frame states go through the cache that the
+    movie features share (:func:`brainalign.models.frame_states`).
 
     Parameters
     ----------
@@ -604,8 +606,8 @@ def continue_selfsup(
     def compute() -> dict[str, np.ndarray]:
         start = time.perf_counter()
         model = fusion.fusion_copy()
-        # the episodes' frame states through the movie features' cache: a notebook's features of the same episodes
-        # read them back (EfficientNet over every frame took most of the control's time)
+        # a notebook's features of the same episodes read their frame states back (EfficientNet over every frame took
+        # most of the control's time)
         clips = _tokens(lm, ((a, SPEECH_SR, f, t) for a, (f, t) in zip(episodes, checked)), p, "continued", cache)
         history = _train(model, clips, list(range(len(clips))), [], int(n_steps), 1, p, progress)
         meta = {"n_train_clips": len(clips), "n_train_windows": sum(len(c.ends) for c in clips),
