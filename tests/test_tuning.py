@@ -384,6 +384,23 @@ def test_av_tuning_adapts_the_fusion_attention_only_and_its_merged_model_gives_t
         tuner.predict(movie_data.clips("b", rows))
 
 
+def test_av_tuning_reads_the_frames_through_the_library_cache_when_it_caches_there(movie_data, tmp_path, monkeypatch):
+    """A tuning run that caches in the library's cache stores the frames' EfficientNet states where the movie features
+    and the self-supervised control read them; a run given its own cache_dir leaves the library's cache alone."""
+    fusion = _random_fusion(monkeypatch)
+    monkeypatch.setenv("BRAINALIGN_DATA", str(tmp_path / "home"))
+    frames = movie_data.video["a"][0]
+    expected = models.vision_hidden_states(fusion.model.vision_lm, frames)[-1]
+    params = dict(batch_size=4, max_epochs=1, progress=False, seed=0)
+    tuning.BrainTuner("whisper-efficientnet-fusion", cache_dir=tmp_path / "own", **params).fit(movie_data, ["a"], ["b"])
+    assert not (tmp_path / "home" / "cache" / "frame_states").exists()
+    fusion = _random_fusion(monkeypatch)  # peft adapted the first copy in place
+    tuning.BrainTuner("whisper-efficientnet-fusion", **params).fit(movie_data, ["a"], ["b"])
+    assert len(list((tmp_path / "home" / "cache" / "frame_states").glob("*.npz"))) == 2  # runs a and b
+    monkeypatch.setattr(models.vision, "vision_hidden_states", lambda *a, **k: pytest.fail("EfficientNet ran again"))
+    np.testing.assert_array_equal(models.frame_states(fusion.model.vision_lm, frames)[-1], expected)
+
+
 def test_av_tuning_needs_video_and_existing_fusion_layers(movie_data, tmp_path, monkeypatch):
     _random_fusion(monkeypatch)
     no_video = tuning.TuningData(movie_data.audio, movie_data.bounds, movie_data.responses)

@@ -183,15 +183,19 @@ class AVTuningNet(torch.nn.Module):
     (zero-padded to width ``d``, the wider of the two), each row followed by
     its time relative to the window's end and 1 for a real token, 0 for padding.
     ``n_audio`` and ``n_video`` are the most a window of the data holds.
+
+    With ``cache``, the frames' EfficientNet states go through the cache that the
+    movie features and the self-supervised control share
+    (:func:`brainalign.models.frame_states`), so a run's frames are encoded once.
     """
 
-    def __init__(self, lm: models.LoadedModel, n_outputs: int, config) -> None:
+    def __init__(self, lm: models.LoadedModel, n_outputs: int, config, cache: bool = False) -> None:
         from peft import get_peft_model
 
         super().__init__()
         if not isinstance(lm.model, models.AudioVideoFusion):
             raise ValueError(f"AVTuningNet adapts the offline audio-video fusion model, not {lm.spec.name!r}")
-        self.lm, self.fusion = lm, lm.model
+        self.lm, self.fusion, self.cache = lm, lm.model, bool(cache)
         for p in self.fusion.parameters():
             p.requires_grad_(False)
         self.peft = get_peft_model(self.fusion, config)  # injects the adapters into the fusion layers in place
@@ -237,7 +241,7 @@ class AVTuningNet(torch.nn.Module):
                 _, tokens, times = models.audio_window_tokens(self.fusion, data.audio[r], ends, seconds)
                 frames, frame_times = data.video[r]
                 if r not in self._frame_tokens or self._frame_tokens[r][0] is not frames:
-                    self._frame_tokens[r] = (frames, models.vision_hidden_states(self.fusion.vision_lm, frames)[-1])
+                    self._frame_tokens[r] = (frames, models.frame_states(self.fusion.vision_lm, frames, cache=self.cache)[-1])
                 frame_tokens, frame_times = self._frame_tokens[r][1], np.asarray(frame_times)
                 for k, tok, tim, end in zip(at, tokens, times, ends):
                     inside = models.window_frames(frame_times, end, seconds)

@@ -214,7 +214,10 @@ class BrainTuner:
                                      f"give 1..{n} or None (all)")
                 first = 0 if self.lora_layers is None else n - int(self.lora_layers)
                 config = av_lora_config(self.rank, self.alpha, self.dropout, None if first == 0 else range(first, n))
-                self.net_ = AVTuningNet(lm, data.n_voxels, config).to(self.device)
+                # the frames' states go to the library's cache when the run does (a run given its own cache_dir
+                # keeps the library's cache untouched)
+                frame_cache = bool(self.cache) and self.cache_dir is None
+                self.net_ = AVTuningNet(lm, data.n_voxels, config, cache=frame_cache).to(self.device)
             else:
                 first = 0 if self.lora_layers is None else lm.spec.n_layers - int(self.lora_layers)
                 config = lora_config(self.rank, self.alpha, self.dropout, None if first == 0 else range(first, lm.spec.n_layers))
