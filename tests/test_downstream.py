@@ -161,7 +161,7 @@ def test_the_same_seed_gives_the_same_table_and_clips():
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(task="irony"), r"unknown task 'irony'; valid tasks: \['related', 'unrelated', 'sarcasm', 'sentiment'\]"),
+    (dict(task="irony"), r"unknown task 'irony'; valid tasks: \['related', 'unrelated', 'sarcasm', 'sentiment', 'emotion'\]"),
     (dict(n_folds=1), r"n_folds=1 must be an integer in \[2, 30\]"),
     (dict(n_folds=31), r"n_folds=31 must be an integer in \[2, 30\] \(the windows of task 'related' come from 30 groups\)"),
     (dict(rows=359), r"features\['a'\] has shape \(359, 10\); task 'related' has 360 windows, so it must be \(360, dim\)"),
@@ -227,5 +227,22 @@ def test_study_windows_read_the_releases_items_and_splits(tmp_path):
     (train, test), = splits["standard folds"]
     assert set(windows["group"].iloc[test]) == set(segments.loc[segments["split"] == "test", "video"])
     assert not set(windows["group"].iloc[train]) & set(windows["group"].iloc[test])
+    # emotion: the strongest emotion of the same segments; a tie for the strongest, or no emotion at all, leaves one out
+    emotions = list(tasks.MOSEI_LABELS[1:])
+    rated = tasks.load_mosei(mosei_root)  # with the recordings put on disk above
+    usable = np.flatnonzero(rated["video"].isin(kept).to_numpy())
+    rated.loc[:, emotions] = 1.0
+    rated.loc[usable[0], emotions] = [0.0] * 6  # no emotion
+    rated.loc[usable[1], ["sad", "anger"]] = 2.0  # a tie
+    for k, name in zip(usable[2:], np.resize(emotions, len(usable) - 2)):
+        rated.loc[k, name] = 3.0
+    windows, splits = downstream.study_windows(mosei=rated)["emotion"]
+    assert list(windows["label"]) == list(np.resize(emotions, len(usable) - 2))
+    assert list(windows["start"]) == list(rated["start"].iloc[usable[2:]])
+    assert windows.attrs["left_out"] == len(mosei) - len(segments) + 2
+    (train, test), = splits["standard folds"]
+    assert set(windows["group"].iloc[test]) == set(rated["video"].iloc[usable[2:]][rated["split"].iloc[usable[2:]] == "test"])
+    assert not set(windows["group"].iloc[train]) & set(windows["group"].iloc[test])
+    assert "emotion" not in downstream.study_windows(mosei=rated.assign(happy=np.nan))  # a file with sentiment only
     with pytest.raises(ValueError, match="give the MUStARD table"):
         downstream.study_windows()

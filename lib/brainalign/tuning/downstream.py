@@ -74,7 +74,7 @@ says; read an interval that barely excludes chance with that in mind.
 Everything is deterministic given ``seed``.
 
 **The study's own tasks** (:data:`STUDY_TASKS`, the `paper` set): MUStARD
-sarcasm and CMU-MOSEI sentiment, read by :mod:`brainalign.tasks`, become
+sarcasm and CMU-MOSEI sentiment and emotion, read by :mod:`brainalign.tasks`, become
 windows with :func:`study_windows` (one per utterance or labelled segment,
 read whole by :func:`brainalign.movie_features.clip_features`) and are probed
 the same way, on the datasets' released splits (``folds`` of
@@ -109,13 +109,14 @@ TASKS = {
 STUDY_TASKS = {
     "sarcasm": "MUStARD: 1 if the utterance is sarcastic, 0 if not",
     "sentiment": "CMU-MOSEI: 1 if the segment's sentiment is non-negative, 0 if negative",
+    "emotion": "CMU-MOSEI: the segment's strongest emotion (happy, sad, anger, surprise, disgust or fear)",
 }
 #: probabilities that a downstream clip's shot shows the face of the speaker talking at its middle, and the other face
 DOWNSTREAM_FACE_P = (0.35, 0.35)
 #: ridge penalties the probe chooses from (on standardised features)
 PROBE_ALPHAS = tuple(10.0 ** np.arange(-1, 6))
 #: the columns over whose combinations the training windows of a task are balanced in each fold (see the probe)
-_STRATA = {"related": ("speaker", "on_screen"), "unrelated": (), "sarcasm": (), "sentiment": ()}
+_STRATA = {"related": ("speaker", "on_screen"), "unrelated": (), "sarcasm": (), "sentiment": (), "emotion": ()}
 _WINDOW_COLUMNS = ("clip", "group", "start", "end", "task", "label", "speaker", "on_screen", "image")
 
 
@@ -285,9 +286,14 @@ def study_windows(mustard: pd.DataFrame | None = None, mosei: pd.DataFrame | Non
     A MUStARD utterance (task ``"sarcasm"``) is its whole utterance clip; a
     CMU-MOSEI segment (task ``"sentiment"``, binary: non-negative or negative,
     the convention of papers before 2019) is its interval of the video's full
-    recording. A MUStARD utterance is a group of its own (the unit the probe's
-    intervals resample); the segments of one CMU-MOSEI video share a group (one
-    speaker, one recording).
+    recording. Where the labels file holds the six emotions, the same segments
+    make the task ``"emotion"``: the label is the emotion rated most intense,
+    among the segments where one emotion is rated above all the others (a
+    segment with no emotion, or a tie for the most intense, is left out), so
+    one probe scores six classes, chance 1/6 in balanced accuracy. A MUStARD
+    utterance is a group of its own (the unit the probe's intervals
+    resample); the segments of one CMU-MOSEI video share a group (one speaker,
+    one recording).
 
     Parameters
     ----------
@@ -302,10 +308,10 @@ def study_windows(mustard: pd.DataFrame | None = None, mosei: pd.DataFrame | Non
     -------
     dict: task -> (windows, splits)
         ``windows``: one row per item, columns ``path, start, end`` (NaN: the clip's own end), ``task``, ``label``
-        (int), ``group``; ``splits``: setting name -> list of (train, test) positions among the windows, for
-        :func:`probe_downstream`'s ``folds``: MUStARD's released 5 folds (``"5-fold"``) and its
-        speaker-independent split (train on three shows, test on Friends), CMU-MOSEI's standard folds (train and
-        valid against test).
+        (int; ``"emotion"``: the emotion's name), ``group``; ``splits``: setting name -> list of (train, test)
+        positions among the windows, for :func:`probe_downstream`'s ``folds``: MUStARD's released 5 folds
+        (``"5-fold"``) and its speaker-independent split (train on three shows, test on Friends), CMU-MOSEI's
+        standard folds (train and valid against test) for both its tasks.
     """
     from .. import tasks
 
@@ -341,6 +347,18 @@ def study_windows(mustard: pd.DataFrame | None = None, mosei: pd.DataFrame | Non
                                     f"both sides: put the missing <video>.mp4 into "
                                     f"{Path(mosei.attrs.get('root', '.')) / tasks.MOSEI_VIDEO_DIRS[0]}")
         out["sentiment"] = (windows, {"standard folds": [(np.flatnonzero(~test), np.flatnonzero(test))]})
+        emotions = rows[list(tasks.MOSEI_LABELS[1:])].to_numpy(float)
+        if np.isfinite(emotions).all():  # the labels file has the emotions (NaN: only the sentiment column)
+            top = emotions.max(1)
+            one = (top > 0) & ((emotions == top[:, None]).sum(1) == 1)
+            names = np.array(tasks.MOSEI_LABELS[1:])[emotions.argmax(1)]
+            chosen = windows[one].reset_index(drop=True).assign(task="emotion", label=names[one])
+            chosen.attrs.update(windows.attrs, left_out=windows.attrs["left_out"] + int((~one).sum()))
+            if test[one].all() or not test[one].any():
+                raise ValueError(f"the CMU-MOSEI segments with one strongest emotion ({int(one.sum())}) are "
+                                 f"{'all' if test[one].all() else 'none'} in the standard test fold; the emotion probe "
+                                 "needs both sides")
+            out["emotion"] = (chosen, {"standard folds": [(np.flatnonzero(~test[one]), np.flatnonzero(test[one]))]})
     if not out:
         raise ValueError("give the MUStARD table, the CMU-MOSEI table, or both")
     return out
