@@ -73,21 +73,20 @@ def test_batched_fusion_equals_one_window_at_a_time(lm):
                 torch.testing.assert_close(s_batch[r, real], s_alone, atol=1e-5, rtol=1e-5)
 
 
-def test_pretraining_learns_correspondence_above_chance(data_home, one_thread):
-    """Held out, the pretrained fusion layers tell a window's own frames from another window's; at random they cannot.
+def test_the_shipped_pretraining_learned_correspondence_above_chance(monkeypatch):
+    """The fusion layers that ``load_model`` ships tell a window's own frames from another window's, held out; at their
+    random initialisation (epoch 0) they cannot. Chance is 0.5.
 
-    A small fusion model (width 64, one layer) and clips that plant the correspondence fully (the talking speaker's
-    face is always on screen) make a short run find it. Chance is 0.5, and so is the random initialisation (epoch 0:
-    fusion layers and head untrained) on the same held-out pairs.
+    Read from the history of ``pretrain_fusion``'s default run, which ``make data`` caches in the data home (on a
+    home without it, the run happens here first, a few minutes): a check of the baseline Studies 3 and 6 compare
+    with, in place of a smaller run of its own that repeated the work.
     """
-    small = models.build_av_fusion(width=64, n_layers=1, pretrained=False)
-    params = {"n_clips": 12, "lines_per_clip": 3, "face_p": (1.0, 0.0), "heldout": 0.3, "epochs": 15, "lr": 1e-3,
-              "batch_size": 32, "progress": False}
-    _, history = selfsup.pretrain_fusion(small, cache=False, **params)
-    before, after = history["heldout_accuracy"].iloc[0], history["heldout_accuracy"].iloc[-8:].mean()
+    monkeypatch.delenv("BRAINALIGN_DATA", raising=False)  # the data home, not the module's fresh one
+    _, history = selfsup.pretrain_fusion(models.build_av_fusion(pretrained=False), progress=False)
+    before, after = history["heldout_accuracy"].iloc[0], history["heldout_accuracy"].iloc[-1]
     assert 2 * history.attrs["n_heldout_windows"] >= 400  # pairs: a standard error of 0.025 at most
     assert abs(before - 0.5) < 0.05, before
-    assert after > 0.58, history.to_string()
+    assert after > 0.58, history.to_string()  # the weights shipped are the last epoch's
     assert history["train_loss"].iloc[-1] < 0.65 < history["train_loss"].iloc[1]
 
 
