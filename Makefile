@@ -69,6 +69,7 @@ bench: venv
 	$(BIN)/python bench/bench_memory.py --setup
 	$(BIN)/python bench/bench_sweep.py
 	$(BIN)/python bench/bench_calibration.py
+	$(BIN)/python bench/bench_attribution.py
 
 clean:
 	rm -rf book/_build book/_run book/ledger.md .pytest_cache
