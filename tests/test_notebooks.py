@@ -41,7 +41,7 @@ NOT_IN_SMOKE = {
     "03_multimodal_brain_tuning": {"tuning_beats_the_mean", "gain_where_planted", "selfsup_control_does_not_explain_gain"},
     "04_multiparticipant_brain_tuning": {"multi_beats_single", "transfers_to_second_cohort"},  # no single, no 2nd cohort
     "05_input_attribution": set(),
-    "06_instruction_tuned_models": set(),
+    "06_instruction_tuned_models": {"similar_instructions_share_variance"},  # one instruction pair, not two
 }
 
 
