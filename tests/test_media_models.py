@@ -337,8 +337,8 @@ def test_sliding_windows_see_only_their_window(whisper):
 @pytest.fixture(scope="module")
 def fusion(whisper, effnet):
     # the fusion layers at their seeded initialisation: these tests check the mechanics (windows, unimodal states,
-    # caching), which do not depend on the weights, and the registered model's pretraining takes minutes on first use
-    # (it is tested in tests/test_selfsup.py)
+    # caching), which do not depend on the weights (the registered model's pretrained weights are tested in
+    # tests/test_selfsup.py)
     return models.build_av_fusion(pretrained=False)
 
 
@@ -456,7 +456,7 @@ def test_fusion_planted_event_moves_the_right_tr(fusion, clip):
 def test_av_tr_features_cache_and_errors(fusion, clip, monkeypatch):
     audio, frames, frame_times, trs = clip
     # the random-weight model stands in for the registered one (same revision, in this test's own data home), so that
-    # asking for the name below finds its features without loading the model, whose pretraining takes minutes
+    # asking for the name below finds its features without loading the model
     registered = dataclasses.replace(fusion, revision=models.revision("whisper-efficientnet-fusion"))
     assert "-random-" in fusion.revision and "-selfsup" in registered.revision
     first = movie_features.av_tr_features(registered, audio, SR, frames[:20], frame_times[:20], trs[:4], window=1.0,
