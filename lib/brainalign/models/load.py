@@ -158,9 +158,9 @@ def build_av_fusion(seed: int = 0, width: int = 256, n_layers: int = 2, dtype: t
         True: the fusion layers are pretrained, self-supervised, on
         audio-visual correspondence with the default recipe of
         :func:`brainalign.tuning.pretrain_fusion` (on the CPU in float32,
-        starting from the initialisation of ``seed``; the weights of seed 0
-        ship with the package, others are trained on first use, about 11
-        minutes, and cached). False: they keep
+        starting from the initialisation of ``seed``; the default model's
+        weights (seed 0, width 256, 2 layers) ship with the package, others
+        are trained on first use, about 11 minutes, and cached). False: they keep
         their seeded random initialisation (a control; fast, for tests of
         the mechanics).
 
