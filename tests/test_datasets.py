@@ -278,6 +278,17 @@ def test_every_loader_fulfils_the_contract(which, request):
     check_contract(ds, rois)
 
 
+
+def test_which_datasets_read_audio_and_video(cohort, neuromod):
+    movie = load_dataset("simulated-movie", seed=0)
+    friends = load_dataset("neuromod", root=neuromod)
+    assert (cohort.has_audio, cohort.has_video) == (True, False)
+    assert (movie.has_audio, movie.has_video) == (True, True)
+    assert (friends.has_audio, friends.has_video) == (True, True)
+    with pytest.raises(NotImplementedError, match="has no video"):
+        cohort.frames(cohort.runs[0])
+
+
 # -- ds003020 -------------------------------------------------------------------------
 def test_layout_and_trimming(ds003020):
     ds = DS003020(ds003020, split={"train": ["souls"], "test": ["wheretheressmoke"]})

@@ -337,3 +337,23 @@ def test_cli_verifies_the_movie_cohort_and_refuses_to_fetch_it(movie_cohort, cap
     assert f"fingerprint {movie_fingerprint(movie_cohort.root)[:16]}" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="simulated-movie cohort is generated, not fetched"):
         cli.main(["data", "fetch", "simulated-movie"])
+
+
+def test_cli_prepares_the_movie_cohorts_frames_and_refuses_a_dataset_without_video(movie_cohort, monkeypatch, capsys):
+    from brainalign import cli, models
+    from brainalign.models import vision
+
+    assert cli.main(["data", "prepare", "simulated-movie"]) == 0
+    assert f"the frames of {len(movie_cohort.runs)} runs" in capsys.readouterr().out
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("frame states computed again: `data prepare` did not cache them")
+
+    monkeypatch.setattr(vision, "vision_hidden_states", refuse)
+    lm = models.load_model("efficientnet-lite0")
+    for run in (movie_cohort.train_runs[0], movie_cohort.test_runs[0]):
+        frames, _ = movie_cohort.frames(run)
+        states = models.frame_states(lm, frames)
+        assert len(states) == lm.spec.n_layers + 1 and all(len(s) == len(frames) for s in states)
+    with pytest.raises(SystemExit, match="has no video.*simulated-movie"):
+        cli.main(["data", "prepare", "simulated"])

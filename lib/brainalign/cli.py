@@ -6,6 +6,7 @@
     brainalign run 00_quickstart --set smoke      # a named set
     brainalign run 00_quickstart -p layer 4       # override one parameter
     brainalign data simulate [simulated-movie] [--seed 0]
+    brainalign data prepare simulated-movie        # its frames read once by the vision encoder, cached (set-up)
     brainalign data verify [--seed 0]
     brainalign models prepare                      # convert every packaged model once (Binder's build)
     brainalign ledger                              # write book/ledger.md from book/_run/*.json
@@ -53,6 +54,8 @@ def _data(args) -> int:
 
     if args.dataset not in DATASETS:
         raise SystemExit(f"unknown dataset {args.dataset!r}; valid datasets: {sorted(DATASETS)}")
+    if args.action == "prepare":
+        return _prepare_frames(args.dataset, args.seed)
     if args.dataset in GENERATED:
         from . import simulate
 
@@ -99,6 +102,29 @@ def _data(args) -> int:
     if counts["missing"] or counts["corrupt"]:
         print(f"`{fetch.command(args.dataset, subjects, args.runs, args.include)}` fetches what is missing or corrupt")
         return 1
+    return 0
+
+
+def _prepare_frames(name: str, seed: int) -> int:
+    """``brainalign data prepare DATASET``: every run's frames read once by EfficientNet-Lite0, into the cache.
+
+    The frames' states are what every audio-video and vision notebook on a movie dataset computes first
+    (:func:`brainalign.models.frame_states`, shared by the features, brain-tuning and the self-supervised
+    control); set-up computes them so that no notebook run spends its budget on them.
+    """
+    from . import models
+    from .config import release_memory
+    from .datasets import load_dataset
+
+    ds = load_dataset(name, **({"seed": seed} if name in GENERATED else {}))
+    if not ds.has_video:
+        raise SystemExit(f"dataset {name!r} has no video: `data prepare` reads the frames of a movie dataset "
+                         "(simulated-movie, or neuromod with its movies)")
+    lm = models.load_model("efficientnet-lite0")
+    for run in ds.runs:
+        models.frame_states(lm, ds.frames(run)[0])
+        release_memory()
+    print(f"{name}: the frames of {len(ds.runs)} runs read by {lm.spec.name}, cached")
     return 0
 
 
@@ -186,9 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         "data", help="generate, verify or fetch datasets",
         description="simulate: generate the simulated cohort. fetch: download a real dataset's files (only the "
                     "selection asked for; checked against the committed manifest; resumable). verify: report which "
-                    "files are present, missing or corrupt.",
+                    "files are present, missing or corrupt. prepare: read a movie dataset's frames once with the "
+                    "vision encoder and cache their states (what its notebooks compute first).",
     )
-    data.add_argument("action", choices=["simulate", "verify", "fetch"])
+    data.add_argument("action", choices=["simulate", "verify", "fetch", "prepare"])
     data.add_argument("dataset", nargs="?", default="simulated",
                       help="simulated (default), simulated-movie, lebel2023, narratives or neuromod")
     data.add_argument("--seed", type=int, default=0, help="seed of a simulated cohort")

@@ -88,6 +88,16 @@ class Dataset(ABC):
         """The run's video: uint8 frames (n_frames, height, width, 3) and their times in seconds (n_frames,)."""
         raise NotImplementedError(f"dataset {self.name!r} has no video for run {run!r}")
 
+    @property
+    def has_audio(self) -> bool:
+        """Whether the dataset reads its stimuli's audio (:meth:`audio`; a real dataset's files may still be missing)."""
+        return type(self).audio is not Dataset.audio
+
+    @property
+    def has_video(self) -> bool:
+        """Whether the dataset reads its stimuli's video (:meth:`frames`): a movie dataset, not a story one."""
+        return type(self).frames is not Dataset.frames
+
     @abstractmethod
     def rois(self, subject: str | None = None) -> dict[str, np.ndarray]:
         """Regions of interest of ``subject`` (of every subject, where they share a space): name -> mask of shape (n_voxels,)."""
