@@ -100,6 +100,12 @@ def test_study6_names_what_is_valid(tmp_path):
             run_notebook("06_instruction_tuned_models", "smoke", {name: value}, out_dir=tmp_path, progress=False)
 
 
+def test_studies_on_movies_refuse_a_dataset_without_video(tmp_path):
+    for study in ("03_multimodal_brain_tuning", "06_instruction_tuned_models"):
+        with pytest.raises(pm.PapermillExecutionError, match="dataset='simulated' has no audio and video that brainalign reads"):
+            run_notebook(study, "smoke", {"dataset": "simulated"}, out_dir=tmp_path, progress=False)
+
+
 def test_unknown_set_and_study():
     with pytest.raises(ValueError, match="unknown parameter set 'fast'"):
         run_notebook("00_quickstart", "fast")
