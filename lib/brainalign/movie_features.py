@@ -110,8 +110,8 @@ def av_tr_features(
 
     ``"whisper-efficientnet-fusion"``'s fusion layers are pretrained,
     self-supervised, on audio-visual correspondence over generated movie clips
-    (:mod:`brainalign.tuning.selfsup`; the first load trains them, which takes
-    minutes, then they are cached); a model from
+    (:mod:`brainalign.tuning.selfsup`; the default recipe's weights ship with
+    the package, other recipes are trained once and cached); a model from
     ``models.build_av_fusion(pretrained=False)`` has them at their random
     initialisation. Its unimodal states (0-4 Whisper, 5-21 EfficientNet) are
     the pretrained encoders'.
