@@ -278,7 +278,6 @@ def test_every_loader_fulfils_the_contract(which, request):
     check_contract(ds, rois)
 
 
-
 def test_which_datasets_read_audio_and_video(cohort, neuromod):
     movie = load_dataset("simulated-movie", seed=0)
     friends = load_dataset("neuromod", root=neuromod)

@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                      help="dry run: real datasets replaced by miniatures in their real formats, hub models by tiny random "
                           "ones, on the CPU; results go to the data home's miniature/runs, not the book")
     data = sub.add_parser(
-        "data", help="generate, verify or fetch datasets",
+        "data", help="generate, verify, fetch or prepare datasets",
         description="simulate: generate the simulated cohort. fetch: download a real dataset's files (only the "
                     "selection asked for; checked against the committed manifest; resumable). verify: report which "
                     "files are present, missing or corrupt. prepare: read a movie dataset's frames once with the "
