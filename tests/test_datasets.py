@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from brainalign import datasets, features
+from brainalign import cli, datasets, features
 from brainalign.datasets import (
     DS003020,
     ROI_GROUPS,
@@ -286,6 +286,9 @@ def test_which_datasets_read_audio_and_video(cohort, neuromod):
     assert (friends.has_audio, friends.has_video) == (True, True)
     with pytest.raises(NotImplementedError, match="has no video"):
         cohort.frames(cohort.runs[0])
+    # a real dataset's frames cannot be prepared without its movies, which are fetched only when asked for
+    with pytest.raises(SystemExit, match=r"error: the movie of run 's01e01a' is not at .*--include movies"):
+        cli.main(["data", "prepare", "neuromod", "--root", str(neuromod)])
 
 
 # -- ds003020 -------------------------------------------------------------------------

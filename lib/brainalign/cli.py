@@ -55,7 +55,7 @@ def _data(args) -> int:
     if args.dataset not in DATASETS:
         raise SystemExit(f"unknown dataset {args.dataset!r}; valid datasets: {sorted(DATASETS)}")
     if args.action == "prepare":
-        return _prepare_frames(args.dataset, args.seed)
+        return _prepare_frames(args.dataset, args.seed, args.root)
     if args.dataset in GENERATED:
         from . import simulate
 
@@ -105,7 +105,7 @@ def _data(args) -> int:
     return 0
 
 
-def _prepare_frames(name: str, seed: int) -> int:
+def _prepare_frames(name: str, seed: int, root: Path | None = None) -> int:
     """``brainalign data prepare DATASET``: every run's frames read once by EfficientNet-Lite0, into the cache.
 
     The frames' states are what every audio-video and vision notebook on a movie dataset computes first
@@ -116,13 +116,17 @@ def _prepare_frames(name: str, seed: int) -> int:
     from .config import release_memory
     from .datasets import load_dataset
 
-    ds = load_dataset(name, **({"seed": seed} if name in GENERATED else {}))
+    ds = load_dataset(name, **({"seed": seed} if name in GENERATED else {}), **({"root": root} if root else {}))
     if not ds.has_video:
         raise SystemExit(f"dataset {name!r} has no video: `data prepare` reads the frames of a movie dataset "
                          "(simulated-movie, or neuromod with its movies)")
     lm = models.load_model("efficientnet-lite0")
     for run in ds.runs:
-        models.frame_states(lm, ds.frames(run)[0])
+        try:
+            frames, _ = ds.frames(run)
+        except FileNotFoundError as err:  # the runs read so far stay cached
+            raise SystemExit(f"error: {err}") from None
+        models.frame_states(lm, frames)
         release_memory()
     print(f"{name}: the frames of {len(ds.runs)} runs read by {lm.spec.name}, cached")
     return 0
